@@ -1,0 +1,212 @@
+"""Load and validate /etc/ravada.conf (YAML).
+
+The file path comes from ``--config``, then the ``RAVADA_CONFIG`` environment
+variable, then ``/etc/ravada.conf``. Every key has a default, so an empty file
+is valid; an unknown key or a value of the wrong kind raises ``ConfigError``
+naming the key and the reason.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import yaml
+
+DEFAULT_PATH = "/etc/ravada.conf"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing, unreadable or has a bad key."""
+
+
+@dataclass
+class DatabaseConfig:
+    url: str = "sqlite:////var/lib/ravada/ravada.db"
+
+
+@dataclass
+class LibvirtConfig:
+    uri: str = "qemu:///system"
+    storage_pool: str = "default"
+
+
+@dataclass
+class QueueConfig:
+    socket: str = "/run/ravada/queue.sock"
+    workers: int = 4
+    fallback_poll: float = 0.5
+    request_timeout: int = 600
+    shutdown_timeout: int = 60
+
+
+@dataclass
+class DisplayConfig:
+    listen: str = "0.0.0.0"
+    public_host: str = ""
+    password_lifetime: int = 60
+    spice_tls: bool = False
+    spice_ca_file: str = "/etc/ravada/spice-ca.pem"
+    spice_host_subject: str = ""
+
+
+@dataclass
+class FirewallConfig:
+    enabled: bool = True
+    chain: str = "RAVADA"
+    port_min: int = 5900
+    port_max: int = 7000
+
+
+@dataclass
+class FrontConfig:
+    listen: str = "0.0.0.0:8081"
+    workers: int = 2
+    secret_key_file: str = "/var/lib/ravada/front.key"
+    trusted_proxies: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
+    session_idle_minutes: int = 30
+    iso_dir: str = "/var/lib/ravada/isos"
+    novnc_dir: str = "/usr/share/novnc"
+
+
+@dataclass
+class ConsoleConfig:
+    listen: str = "127.0.0.1:8082"
+    token_lifetime: int = 60
+
+
+@dataclass
+class Config:
+    log_level: str = "INFO"
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    libvirt: LibvirtConfig = field(default_factory=LibvirtConfig)
+    queue: QueueConfig = field(default_factory=QueueConfig)
+    display: DisplayConfig = field(default_factory=DisplayConfig)
+    firewall: FirewallConfig = field(default_factory=FirewallConfig)
+    front: FrontConfig = field(default_factory=FrontConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
+    path: str | None = None
+
+
+def _coerce(key: str, kind: Any, value: Any) -> Any:
+    """Check ``value`` against the annotated ``kind``; return it converted."""
+    if is_dataclass(kind):
+        return _build(kind, value, key)
+    origin = get_origin(kind)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__}")
+        (item,) = get_args(kind)
+        return [_coerce(f"{key}[{i}]", item, v) for i, v in enumerate(value)]
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if kind is str:
+        if value is None:
+            return ""
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def _build(cls: type, data: Any, prefix: str = "") -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'top level'}: expected a mapping, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls) if f.name != "path"}
+    kwargs = {}
+    for key, value in data.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if key not in known:
+            raise ConfigError(f"{dotted}: unknown key (known: {', '.join(sorted(known))})")
+        kwargs[key] = _coerce(dotted, hints[key], value)
+    return cls(**kwargs)
+
+
+def _validate(cfg: Config) -> None:
+    if cfg.log_level.upper() not in LOG_LEVELS:
+        raise ConfigError(f"log_level: must be one of {', '.join(LOG_LEVELS)}")
+    cfg.log_level = cfg.log_level.upper()
+    if "://" not in cfg.database.url:
+        raise ConfigError("database.url: expected an SQLAlchemy URL like sqlite:////path or "
+                          "mysql+pymysql://user:pw@host/db")
+    fw = cfg.firewall
+    if not (1 <= fw.port_min <= fw.port_max <= 65535):
+        raise ConfigError("firewall.port_min/port_max: need 1 <= port_min <= port_max <= 65535")
+    if not fw.chain or len(fw.chain) > 28 or not fw.chain.replace("-", "").replace("_", "").isalnum():
+        raise ConfigError("firewall.chain: 1-28 letters, digits, '-' or '_'")
+    if cfg.display.password_lifetime < 5:
+        raise ConfigError("display.password_lifetime: must be at least 5 seconds")
+    if cfg.queue.workers < 1:
+        raise ConfigError("queue.workers: must be at least 1")
+    if cfg.queue.fallback_poll <= 0:
+        raise ConfigError("queue.fallback_poll: must be a positive number of seconds")
+    for key, listen in (("front.listen", cfg.front.listen), ("console.listen", cfg.console.listen)):
+        parse_listen(listen, key)
+    for i, proxy in enumerate(cfg.front.trusted_proxies):
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError as exc:
+            raise ConfigError(f"front.trusted_proxies[{i}]: {exc}") from None
+    try:
+        ipaddress.ip_address(cfg.display.listen)
+    except ValueError:
+        raise ConfigError(f"display.listen: not an IP address: {cfg.display.listen!r}") from None
+
+
+def parse_listen(listen: str, key: str = "listen") -> tuple[str, int]:
+    """Split ``host:port`` (``[v6]:port`` too) and check the port."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{key}: expected HOST:PORT, got {listen!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def config_path(explicit: str | None = None) -> str:
+    return explicit or os.environ.get("RAVADA_CONFIG") or DEFAULT_PATH
+
+
+def load(path: str | None = None, *, missing_ok: bool = True) -> Config:
+    """Read, validate and return the configuration.
+
+    A missing file gives the defaults when ``missing_ok`` (the usual case on a
+    fresh host); a file that exists but is invalid always raises.
+    """
+    resolved = config_path(path)
+    p = Path(resolved)
+    if not p.exists():
+        if not missing_ok:
+            raise ConfigError(f"{resolved}: no such file")
+        cfg = Config()
+    else:
+        try:
+            data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{resolved}: cannot read: {exc}") from None
+        cfg = _build(Config, data)
+    cfg.path = resolved
+    _validate(cfg)
+    return cfg
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    """Build a validated Config from a mapping (tests and tools)."""
+    cfg = _build(Config, data)
+    _validate(cfg)
+    return cfg

@@ -1,0 +1,179 @@
+"""SQLAlchemy 2 models: the schema shared by rvd_back and rvd_front.
+
+Schema changes go through Alembic (``ravada/db/migrations``); never edit a
+table here without adding a migration.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.mysql import DATETIME as MYSQL_DATETIME
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Microsecond timestamps on MariaDB too (request latencies are measured in ms).
+Timestamp = DateTime().with_variant(MYSQL_DATETIME(fsp=6), "mysql", "mariadb")
+
+
+def utcnow() -> datetime:
+    """Naive UTC now: SQLite and MariaDB both store naive datetimes."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255), default="")
+    auth_backend: Mapped[str] = mapped_column(String(32), default="local")
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+
+    machines: Mapped[list[Machine]] = relationship(back_populates="owner")
+
+
+class Machine(Base):
+    """A libvirt domain managed by Ravada: a plain machine, a base or a clone."""
+
+    __tablename__ = "machines"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    owner_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    base_id: Mapped[int | None] = mapped_column(
+        ForeignKey("machines.id", ondelete="RESTRICT"), nullable=True, index=True
+    )
+    is_base: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_public: Mapped[bool] = mapped_column(Boolean, default=False)
+    # creating | shutdown | running | paused | hibernated | removing | failed | unknown
+    state: Mapped[str] = mapped_column(String(16), default="creating", index=True)
+    memory_mb: Mapped[int] = mapped_column(Integer, default=1024)
+    vcpus: Mapped[int] = mapped_column(Integer, default=1)
+    disk_gb: Mapped[int] = mapped_column(Integer, default=0)
+    iso: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    domain_uuid: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    # {"listen": ip, "spice": port, "spice_tls": port|None, "vnc": port}
+    display: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
+
+    owner: Mapped[User | None] = relationship(back_populates="machines")
+    base: Mapped[Machine | None] = relationship(remote_side="Machine.id", back_populates="clones")
+    clones: Mapped[list[Machine]] = relationship(back_populates="base")
+
+
+class Request(Base):
+    """A command for rvd_back, written by the front or the CLI."""
+
+    __tablename__ = "requests"
+    __table_args__ = (Index("ix_requests_status_id", "status", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    command: Mapped[str] = mapped_column(String(32))
+    args: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    machine_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    user_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    # requested | working | done | failed
+    status: Mapped[str] = mapped_column(String(16), default="requested")
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    timeout: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+
+
+class FirewallRule(Base):
+    """An opened display port: ``client_ip`` may reach ``port`` of ``machine_id``."""
+
+    __tablename__ = "firewall_rules"
+    __table_args__ = (UniqueConstraint("machine_id", "port", "client_ip"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    machine_id: Mapped[int] = mapped_column(
+        ForeignKey("machines.id", ondelete="CASCADE"), index=True
+    )
+    client_ip: Mapped[str] = mapped_column(String(45))
+    port: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+class Setting(Base):
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON, nullable=True)
+
+
+class Backend(Base):
+    """One running rvd_back process and its heartbeat."""
+
+    __tablename__ = "backends"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[str] = mapped_column(String(32), default="")
+    started_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+class ApiToken(Base):
+    """A bearer token for automation; only its hash is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64), default="")
+    token_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+
+
+class LoginAttempt(Base):
+    """Login outcomes, for rate limiting across front workers and for metrics."""
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (Index("ix_login_attempts_ip_at", "client_ip", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_ip: Mapped[str] = mapped_column(String(45))
+    username: Mapped[str] = mapped_column(String(64))
+    ok: Mapped[bool] = mapped_column(Boolean)
+    at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, index=True)
+
+
+class ConsoleSession(Base):
+    """A browser-console connection through rvd_console."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    machine_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    client_ip: Mapped[str] = mapped_column(String(45), default="")
+    started_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)

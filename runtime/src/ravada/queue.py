@@ -1,0 +1,178 @@
+"""The request queue between rvd_front (or the CLI) and rvd_back.
+
+A request is a row in ``requests``. Writers call :func:`enqueue` and then
+:func:`notify`, a datagram to rvd_back's socket that wakes it at once; the
+backend's :class:`Waker` falls back to a short poll for writers on other hosts.
+:func:`claim` takes one request atomically: two rvd_back processes never get
+the same row, and a machine never has two requests working at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import socket
+import time
+from typing import Any
+
+from sqlalchemy import func, text, update
+from sqlalchemy import select as sql_select
+from sqlalchemy.orm import Session
+
+from ravada.db import Database, Machine, Request, utcnow
+
+REQUESTED, WORKING, DONE, FAILED = "requested", "working", "done", "failed"
+FINAL = (DONE, FAILED)
+
+
+def enqueue(
+    session: Session,
+    command: str,
+    args: dict[str, Any] | None = None,
+    *,
+    machine_id: int | None = None,
+    user_id: int | None = None,
+    timeout: int | None = None,
+) -> Request:
+    """Add a request row (flushed, so ``.id`` is set; the caller commits)."""
+    req = Request(command=command, args=dict(args or {}), machine_id=machine_id,
+                  user_id=user_id, timeout=timeout, status=REQUESTED, created_at=utcnow())
+    session.add(req)
+    session.flush()
+    return req
+
+
+def notify(socket_path: str) -> bool:
+    """Wake rvd_back. Returns False when no backend listens (it will poll)."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.setblocking(False)
+            s.sendto(b"!", socket_path)
+        return True
+    except OSError:
+        return False
+
+
+def submit(db: Database, socket_path: str, command: str, args: dict[str, Any] | None = None,
+           **kwargs: Any) -> int:
+    """Enqueue in its own transaction, commit, wake the backend; return the id."""
+    with db.session() as s:
+        req_id = enqueue(s, command, args, **kwargs).id
+    notify(socket_path)
+    return req_id
+
+
+class Waker:
+    """rvd_back's end of :func:`notify`: a UNIX datagram socket to sleep on."""
+
+    def __init__(self, socket_path: str) -> None:
+        self.path = socket_path
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(socket_path)
+        os.makedirs(os.path.dirname(socket_path) or ".", exist_ok=True)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(socket_path)
+        os.chmod(socket_path, 0o666)  # a wake-up carries no data: anyone local may ping
+        self.sock.setblocking(False)
+        self._r, self._w = os.pipe()  # lets another thread interrupt wait()
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep until a ping, an interrupt or ``timeout``; True when woken."""
+        ready, _, _ = select.select([self.sock, self._r], [], [], timeout)
+        for fd in ready:
+            if fd is self.sock:
+                with contextlib.suppress(BlockingIOError):
+                    while self.sock.recv(64):
+                        pass
+            else:
+                os.read(self._r, 64)
+        return bool(ready)
+
+    def interrupt(self) -> None:
+        os.write(self._w, b"!")
+
+    def close(self) -> None:
+        self.sock.close()
+        os.close(self._r)
+        os.close(self._w)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+
+def _mark_working(session: Session, req_id: int, worker: str) -> None:
+    session.execute(
+        update(Request).where(Request.id == req_id).values(
+            status=WORKING, worker=worker, started_at=utcnow(), attempts=Request.attempts + 1)
+    )
+
+
+_SQLITE_CLAIM = text("""
+UPDATE requests SET status = 'working', worker = :worker, started_at = :now,
+       attempts = attempts + 1
+ WHERE id = (SELECT r.id FROM requests r
+              WHERE r.status = 'requested'
+                AND (r.machine_id IS NULL OR NOT EXISTS (
+                     SELECT 1 FROM requests w
+                      WHERE w.status = 'working' AND w.machine_id = r.machine_id))
+              ORDER BY r.id LIMIT 1)
+RETURNING id
+""")
+
+
+def claim(db: Database, worker: str) -> int | None:
+    """Atomically move the oldest runnable request to ``working``; return its id.
+
+    Runnable: its machine has no other request working. SQLite does it in one
+    UPDATE (writers are serialised by the database lock); MariaDB locks the
+    candidate rows with ``FOR UPDATE SKIP LOCKED`` and the machine row, so
+    concurrent backends neither share a request nor run two on one machine.
+    """
+    if db.dialect == "sqlite":
+        with db.session() as s:
+            return s.execute(_SQLITE_CLAIM, {"worker": worker, "now": utcnow()}).scalar()
+    with db.session() as s:
+        candidates = s.execute(
+            sql_select(Request.id, Request.machine_id)
+            .where(Request.status == REQUESTED)
+            .order_by(Request.id).limit(32)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for req_id, machine_id in candidates:
+            if machine_id is not None:
+                # Serialise claimers of one machine on its row, then look again.
+                s.execute(sql_select(Machine.id).where(Machine.id == machine_id)
+                          .with_for_update())
+                busy = s.execute(
+                    sql_select(func.count()).select_from(Request)
+                    .where(Request.status == WORKING, Request.machine_id == machine_id)
+                ).scalar()
+                if busy:
+                    continue
+            _mark_working(s, req_id, worker)
+            return req_id
+    return None
+
+
+def finish(db: Database, req_id: int, *, result: dict[str, Any] | None = None,
+           error: str | None = None) -> None:
+    """End a working request: ``done`` with a result, or ``failed`` with the error text."""
+    with db.session() as s:
+        s.execute(
+            update(Request).where(Request.id == req_id, Request.status == WORKING).values(
+                status=FAILED if error is not None else DONE,
+                error=error, result=result, finished_at=utcnow())
+        )
+
+
+def wait_for(db: Database, req_id: int, timeout: float, interval: float = 0.01) -> Request:
+    """Wait until a request is done or failed (or ``timeout``); return the row."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with db.sessionmaker() as s:
+            req = s.get(Request, req_id)
+            if req is None:
+                raise LookupError(f"no request {req_id}")
+            if req.status in FINAL or time.monotonic() >= deadline:
+                return req
+        time.sleep(interval)

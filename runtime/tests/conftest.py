@@ -1,0 +1,112 @@
+"""Shared fixtures: databases (SQLite and a real MariaDB server) and configs.
+
+The MariaDB fixture starts a private ``mariadbd`` on a temporary data dir and
+socket (Debian's mariadb-server package must be installed; the test run
+installs it). Set ``RAVADA_TEST_MARIADB_URL`` to use an existing server instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ravada import config as rconfig
+from ravada.db import Database
+from ravada.db.migrate import upgrade
+
+
+def _start_mariadb(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+    datadir, sock = tmp / "data", tmp / "mysqld.sock"
+    user = ["--user=root"] if os.geteuid() == 0 else []
+    subprocess.run(
+        ["mariadb-install-db", f"--datadir={datadir}", "--auth-root-authentication-method=normal",
+         "--skip-test-db", *user],
+        check=True, capture_output=True,
+    )
+    proc = subprocess.Popen(
+        ["mariadbd", "--no-defaults", f"--datadir={datadir}", f"--socket={sock}",
+         "--skip-networking", f"--pid-file={tmp / 'mysqld.pid'}", "--innodb-buffer-pool-size=64M",
+         "--innodb-flush-log-at-trx-commit=2", *user],
+        stdout=subprocess.DEVNULL, stderr=open(tmp / "mysqld.err", "wb"),
+    )
+    deadline = time.monotonic() + 60
+    while not sock.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("mariadbd did not start: " + (tmp / "mysqld.err").read_text())
+        time.sleep(0.1)
+    return proc, f"mysql+pymysql://root@localhost/?unix_socket={sock}&charset=utf8mb4"
+
+
+@pytest.fixture(scope="session")
+def mariadb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL prefix (no database) of a running MariaDB server."""
+    url = os.environ.get("RAVADA_TEST_MARIADB_URL")
+    if url:
+        yield url
+        return
+    if not shutil.which("mariadbd"):
+        pytest.skip("MariaDB is not installed (apt-get install mariadb-server)")
+    proc, url = _start_mariadb(tmp_path_factory.mktemp("mariadb"))
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def _mariadb_database(server_url: str) -> str:
+    import pymysql
+    from sqlalchemy.engine import make_url
+
+    u = make_url(server_url)
+    name = "ravada_test_" + uuid.uuid4().hex[:10]
+    conn = pymysql.connect(user=u.username, password=u.password or "",
+                           unix_socket=u.query.get("unix_socket"), host=u.host or "localhost")
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+    conn.close()
+    return str(u.set(database=name).render_as_string(hide_password=False))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("mariadb", marks=pytest.mark.mariadb)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database URL: once on SQLite, once on MariaDB."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ravada.db'}"
+    return _mariadb_database(request.getfixturevalue("mariadb_server"))
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    """A migrated database on both backends."""
+    database = Database(db_url)
+    upgrade(database.engine)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Iterator[Database]:
+    """A migrated SQLite database (tests that need one backend only)."""
+    database = Database(f"sqlite:///{tmp_path / 'ravada.db'}")
+    upgrade(database.engine)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def config(tmp_path: Path, db_url: str) -> rconfig.Config:
+    """A config on the test database, libvirt's test driver and a temp socket."""
+    return rconfig.from_dict({
+        "database": {"url": db_url},
+        "libvirt": {"uri": "test:///default"},
+        "queue": {"socket": str(tmp_path / "queue.sock")},
+        "firewall": {"enabled": False},
+        "front": {"secret_key_file": str(tmp_path / "front.key"),
+                  "iso_dir": str(tmp_path / "isos")},
+    })
