@@ -149,7 +149,8 @@ def _validate(cfg: Config) -> None:
     fw = cfg.firewall
     if not (1 <= fw.port_min <= fw.port_max <= 65535):
         raise ConfigError("firewall.port_min/port_max: need 1 <= port_min <= port_max <= 65535")
-    if not fw.chain or len(fw.chain) > 28 or not fw.chain.replace("-", "").replace("_", "").isalnum():
+    chain_chars = fw.chain.replace("-", "").replace("_", "")
+    if not fw.chain or len(fw.chain) > 28 or not chain_chars.isalnum():
         raise ConfigError("firewall.chain: 1-28 letters, digits, '-' or '_'")
     if cfg.display.password_lifetime < 5:
         raise ConfigError("display.password_lifetime: must be at least 5 seconds")

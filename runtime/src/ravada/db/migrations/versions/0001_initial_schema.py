@@ -1,7 +1,7 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises: (none)
 Create Date: 2026-11-23 20:37:05.371886
 """
 
@@ -14,13 +14,16 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
+# Microsecond timestamps on MariaDB, plain DATETIME elsewhere.
+TS = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mariadb", "mysql")
+
 
 def upgrade() -> None:
     op.create_table('backends',
     sa.Column('name', sa.String(length=128), nullable=False),
     sa.Column('version', sa.String(length=32), nullable=False),
-    sa.Column('started_at', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
-    sa.Column('heartbeat_at', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
+    sa.Column('started_at', TS, nullable=False),
+    sa.Column('heartbeat_at', TS, nullable=False),
     sa.PrimaryKeyConstraint('name')
     )
     op.create_table('console_sessions',
@@ -28,8 +31,8 @@ def upgrade() -> None:
     sa.Column('user_id', sa.Integer(), nullable=True),
     sa.Column('machine_id', sa.Integer(), nullable=True),
     sa.Column('client_ip', sa.String(length=45), nullable=False),
-    sa.Column('started_at', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
-    sa.Column('ended_at', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=True),
+    sa.Column('started_at', TS, nullable=False),
+    sa.Column('ended_at', TS, nullable=True),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('console_sessions', schema=None) as batch_op:
@@ -41,7 +44,7 @@ def upgrade() -> None:
     sa.Column('client_ip', sa.String(length=45), nullable=False),
     sa.Column('username', sa.String(length=64), nullable=False),
     sa.Column('ok', sa.Boolean(), nullable=False),
-    sa.Column('at', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
+    sa.Column('at', TS, nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('login_attempts', schema=None) as batch_op:
@@ -60,9 +63,9 @@ def upgrade() -> None:
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('timeout', sa.Integer(), nullable=True),
     sa.Column('worker', sa.String(length=128), nullable=True),
-    sa.Column('created_at', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
-    sa.Column('started_at', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=True),
-    sa.Column('finished_at', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=True),
+    sa.Column('created_at', TS, nullable=False),
+    sa.Column('started_at', TS, nullable=True),
+    sa.Column('finished_at', TS, nullable=True),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('requests', schema=None) as batch_op:
@@ -82,8 +85,8 @@ def upgrade() -> None:
     sa.Column('auth_backend', sa.String(length=32), nullable=False),
     sa.Column('is_admin', sa.Boolean(), nullable=False),
     sa.Column('is_disabled', sa.Boolean(), nullable=False),
-    sa.Column('created_at', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
-    sa.Column('last_login_at', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=True),
+    sa.Column('created_at', TS, nullable=False),
+    sa.Column('last_login_at', TS, nullable=True),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('name')
     )
@@ -92,8 +95,8 @@ def upgrade() -> None:
     sa.Column('user_id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=64), nullable=False),
     sa.Column('token_hash', sa.String(length=128), nullable=False),
-    sa.Column('created_at', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
-    sa.Column('last_used_at', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=True),
+    sa.Column('created_at', TS, nullable=False),
+    sa.Column('last_used_at', TS, nullable=True),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('token_hash')
@@ -116,8 +119,8 @@ def upgrade() -> None:
     sa.Column('domain_uuid', sa.String(length=36), nullable=True),
     sa.Column('display', sa.JSON(), nullable=True),
     sa.Column('description', sa.Text(), nullable=False),
-    sa.Column('created_at', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
-    sa.Column('updated_at', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
+    sa.Column('created_at', TS, nullable=False),
+    sa.Column('updated_at', TS, nullable=False),
     sa.ForeignKeyConstraint(['base_id'], ['machines.id'], ondelete='RESTRICT'),
     sa.ForeignKeyConstraint(['owner_id'], ['users.id'], ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id'),
@@ -133,7 +136,7 @@ def upgrade() -> None:
     sa.Column('machine_id', sa.Integer(), nullable=False),
     sa.Column('client_ip', sa.String(length=45), nullable=False),
     sa.Column('port', sa.Integer(), nullable=False),
-    sa.Column('created_at', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
+    sa.Column('created_at', TS, nullable=False),
     sa.ForeignKeyConstraint(['machine_id'], ['machines.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('machine_id', 'port', 'client_ip')
