@@ -1,0 +1,26 @@
+"""Errors of the virt layer, and a helper that turns libvirt's into them."""
+
+from __future__ import annotations
+
+import libvirt
+
+
+class VirtError(RuntimeError):
+    """A libvirt operation failed; ``str(err)`` is a clean one-line reason."""
+
+
+class GuestNotFound(VirtError, LookupError):
+    """No domain of that name (or it disappeared while we worked on it)."""
+
+
+def clean_message(err: libvirt.libvirtError) -> str:
+    """libvirt's message without the noise (one line, no trailing dot)."""
+    msg = err.get_error_message() or str(err)
+    return " ".join(msg.split()).rstrip(".")
+
+
+def wrap(what: str, err: libvirt.libvirtError) -> VirtError:
+    """A :class:`VirtError` (or :class:`GuestNotFound`) saying what failed and why."""
+    code = err.get_error_code()
+    cls = GuestNotFound if code == libvirt.VIR_ERR_NO_DOMAIN else VirtError
+    return cls(f"{what}: {clean_message(err)}")

@@ -1,0 +1,73 @@
+"""Domain XML from ``templates/domain.xml.j2`` (Jinja2, autoescaped).
+
+``render_domain(name, memory_mb, vcpus, disks, iso, listen, domain_type="kvm", uuid=None)``
+gives a KVM domain with virtio qcow2 disks, a SATA cdrom for the ISO (boot order cdrom, then
+hd), qxl video, SPICE and VNC graphics (autoport, listening on ``listen``), the SPICE agent
+channel, USB redirection (qemu-xhci + 2 spicevmc redirdevs) and a tablet. Use
+``domain_type="test"`` for libvirt's test driver (:attr:`Host.domain_type` picks it).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import uuid as uuidlib
+from functools import lru_cache
+
+import jinja2
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
+DOMAIN_TYPES = ("kvm", "qemu", "test")
+
+
+@lru_cache(maxsize=1)
+def _template() -> jinja2.Template:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("ravada.virt", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return env.get_template("domain.xml.j2")
+
+
+def render_domain(
+    name: str,
+    memory_mb: int,
+    vcpus: int,
+    disks: list[str],
+    iso: str | None,
+    listen: str,
+    domain_type: str = "kvm",
+    uuid: str | None = None,
+) -> str:
+    """The domain XML; raises ``ValueError`` naming the bad argument."""
+    if not NAME_RE.match(name or ""):
+        raise ValueError(f"bad machine name {name!r}: use letters, digits, '_', '.', '+', '-'")
+    if not isinstance(memory_mb, int) or not 64 <= memory_mb <= 4 * 1024 * 1024:
+        raise ValueError(f"bad memory_mb {memory_mb!r}: an integer from 64")
+    if not isinstance(vcpus, int) or not 1 <= vcpus <= 256:
+        raise ValueError(f"bad vcpus {vcpus!r}: an integer from 1 to 256")
+    if domain_type not in DOMAIN_TYPES:
+        raise ValueError(f"bad domain_type {domain_type!r}: one of {', '.join(DOMAIN_TYPES)}")
+    if len(disks) > 26:
+        raise ValueError("too many disks (at most 26)")
+    for path in [*disks, *([iso] if iso else [])]:
+        if not path.startswith("/"):
+            raise ValueError(f"bad disk or ISO path {path!r}: must be absolute")
+    try:
+        ipaddress.ip_address(listen)
+    except ValueError:
+        raise ValueError(f"bad listen address {listen!r}: an IP address") from None
+    uid = str(uuidlib.UUID(uuid)) if uuid else str(uuidlib.uuid4())
+    return _template().render(
+        name=name,
+        uuid=uid,
+        memory_kib=memory_mb * 1024,
+        vcpus=vcpus,
+        disks=[{"path": p, "dev": "vd" + chr(ord("a") + i)} for i, p in enumerate(disks)],
+        iso=iso,
+        listen=listen,
+        domain_type=domain_type,
+    )
