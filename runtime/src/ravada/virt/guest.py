@@ -4,17 +4,21 @@ States: ``running``, ``shutdown``, ``paused``, ``hibernated`` (shut off with a m
 ``shutdown(timeout)`` sends ACPI and waits for libvirt's lifecycle event (no polling);
 ``hibernate()`` is ``managedSave``; ``start()`` and ``resume()`` restore a managed save.
 ``display()`` reads the ports from the LIVE XML; ``set_display_password()`` sets a one-time
-password with an expiry on the SPICE and the VNC graphics of the running domain.
-``remove(storage)`` destroys, drops the managed save, undefines and deletes the domain's own
-disks (never the base image its overlay points at). All errors are
-:class:`~ravada.virt.errors.VirtError` (:class:`~ravada.virt.errors.GuestNotFound` when the
-domain is gone).
+password with an expiry on the SPICE and the VNC graphics of the running domain (VNC uses only
+the first 8 characters: a QEMU limit). ``remove(storage)`` destroys, drops the managed save,
+undefines and deletes the domain's own disks (never the base image its overlay points at).
+Every method works through :meth:`Host.call` (live connection, one retry after a reconnect);
+errors are :class:`~ravada.virt.errors.VirtError`, and
+:class:`~ravada.virt.errors.GuestNotFound` when the domain is gone.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import TYPE_CHECKING
+import io
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, TypeVar
 
 import libvirt
 
@@ -24,72 +28,274 @@ if TYPE_CHECKING:
     from ravada.virt.host import Host
     from ravada.virt.storage import Storage
 
-__all__ = ["Guest", "GuestNotFound", "VirtError"]
+__all__ = ["Guest", "GuestNotFound", "VirtError", "domain_state"]
+
+R = TypeVar("R")
+STOPPED = ("shutdown", "hibernated")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_STATE = {
+    libvirt.VIR_DOMAIN_NOSTATE: "shutdown",
+    libvirt.VIR_DOMAIN_RUNNING: "running",
+    libvirt.VIR_DOMAIN_BLOCKED: "running",
+    libvirt.VIR_DOMAIN_PAUSED: "paused",
+    libvirt.VIR_DOMAIN_SHUTDOWN: "running",  # shutting down, still running
+    libvirt.VIR_DOMAIN_SHUTOFF: "shutdown",
+    libvirt.VIR_DOMAIN_CRASHED: "shutdown",
+    libvirt.VIR_DOMAIN_PMSUSPENDED: "paused",
+}
+_UNDEFINE_FLAGS = (
+    libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+    | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA,
+    # drivers without NVRAM/checkpoints (the test driver) refuse those flags
+    libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA,
+)
+
+
+def domain_state(dom: libvirt.virDomain) -> str:
+    """Our state name for a libvirt domain."""
+    state = _STATE.get(dom.state(0)[0], "shutdown")
+    if state == "shutdown" and dom.hasManagedSaveImage(0):
+        return "hibernated"
+    return state
+
+
+def _is(err: libvirt.libvirtError, *codes: int) -> bool:
+    return err.get_error_code() in codes
 
 
 class Guest:
-    """A domain of ``host`` looked up by name; ``name`` and ``uuid`` are fixed at lookup."""
+    """A domain of ``host``; ``name`` and ``uuid`` are fixed when it is looked up."""
 
     def __init__(self, host: Host, dom: libvirt.virDomain) -> None:
         self.host = host
         self.name: str = dom.name()
         self.uuid: str = dom.UUIDString()
         self._dom = dom
+        self._generation = host.generation
+
+    def __repr__(self) -> str:
+        return f"Guest({self.name!r}, {self.uuid})"
+
+    def _run(self, what: str, fn: Callable[[libvirt.virDomain], R]) -> R:
+        """``fn(dom)`` through the host, the domain looked up again after a reconnect."""
+
+        def call(conn: libvirt.virConnect) -> R:
+            if self._generation != self.host.generation or self._dom.connect() is not conn:
+                self._dom = conn.lookupByUUIDString(self.uuid)
+                self._generation = self.host.generation
+            return fn(self._dom)
+
+        return self.host.call(f"{what} {self.name}", call)
 
     def state(self) -> str:
         """``running``, ``shutdown``, ``paused`` or ``hibernated``."""
-        raise NotImplementedError
+        return self._run("get state of", domain_state)
+
+    def is_active(self) -> bool:
+        """True while the domain runs (or is paused)."""
+        return bool(self._run("check", lambda d: d.isActive()))
 
     def start(self) -> None:
-        """Start (restores the managed save when there is one); running already is fine."""
-        raise NotImplementedError
+        """Start (restores the managed save when there is one); running already is fine,
+        paused is resumed."""
+
+        def run(dom: libvirt.virDomain) -> None:
+            if dom.isActive():
+                if dom.state(0)[0] == libvirt.VIR_DOMAIN_PAUSED:
+                    dom.resume()
+                return
+            dom.create()
+
+        self._run("start", run)
 
     def shutdown(self, timeout: float) -> bool:
         """ACPI shutdown; wait up to ``timeout`` s for the stop event. True if it stopped."""
-        raise NotImplementedError
+        if self.state() in STOPPED:
+            return True
+        since = self.host.event_seq()
+
+        def run(dom: libvirt.virDomain) -> None:
+            try:
+                dom.shutdown()
+            except libvirt.libvirtError as err:
+                if not (_is(err, libvirt.VIR_ERR_OPERATION_INVALID) and not dom.isActive()):
+                    raise  # "domain is not running" after a race is fine
+
+        self._run("shut down", run)
+        if self.host.wait_for_state(self.name, STOPPED, timeout, since=since):
+            return True
+        return self.state() in STOPPED  # events lost (reconnect): ask once
 
     def force_shutdown(self) -> None:
         """Power off (``destroy``); nothing happens when it is not running."""
-        raise NotImplementedError
+
+        def run(dom: libvirt.virDomain) -> None:
+            try:
+                dom.destroy()
+            except libvirt.libvirtError as err:
+                if not _is(err, libvirt.VIR_ERR_OPERATION_INVALID):
+                    raise
+
+        self._run("force shutdown of", run)
 
     def reboot(self) -> None:
-        """Reboot a running domain (ACPI, falling back to a reset)."""
-        raise NotImplementedError
+        """Ask a running domain to reboot (ACPI); a reset where the driver cannot."""
+
+        def run(dom: libvirt.virDomain) -> None:
+            try:
+                dom.reboot(0)
+            except libvirt.libvirtError as err:
+                if not _is(err, libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_ARGUMENT_UNSUPPORTED,
+                           libvirt.VIR_ERR_AGENT_UNRESPONSIVE):
+                    raise
+                dom.reset(0)
+
+        self._run("reboot", run)
 
     def hibernate(self) -> None:
         """Save the running domain's memory to a managed save and stop it."""
-        raise NotImplementedError
+        self._run("hibernate", lambda d: d.managedSave(0))
 
     def has_managed_save(self) -> bool:
         """True when a managed save image exists."""
-        raise NotImplementedError
+        return bool(self._run("check managed save of", lambda d: d.hasManagedSaveImage(0)))
 
     def resume(self) -> None:
         """paused -> running; hibernated or shut off -> started (from the managed save)."""
-        raise NotImplementedError
+        self.start()
 
     def screenshot(self) -> bytes:
         """The screen of the running domain as PNG bytes."""
-        raise NotImplementedError
+
+        def run(dom: libvirt.virDomain) -> tuple[str, bytes]:
+            stream = dom.connect().newStream(0)
+            chunks: list[bytes] = []
+            try:
+                mime = dom.screenshot(stream, 0, 0)
+                stream.recvAll(lambda _s, buf, _o: chunks.append(buf) or len(buf), None)
+                stream.finish()
+            except libvirt.libvirtError:
+                try:
+                    stream.abort()
+                except libvirt.libvirtError:
+                    pass
+                raise
+            return mime or "", b"".join(chunks)
+
+        mime, data = self._run("take a screenshot of", run)
+        if data.startswith(PNG_SIGNATURE):
+            return data
+        try:
+            from PIL import Image
+
+            out = io.BytesIO()
+            Image.open(io.BytesIO(data)).save(out, format="PNG")
+        except Exception as err:  # Pillow missing or an image it cannot read
+            raise VirtError(
+                f"screenshot of {self.name}: cannot convert {mime} to PNG: {err}") from None
+        return out.getvalue()
+
+    def _live_xml(self, flags: int = 0) -> ET.Element:
+        return ET.fromstring(self._run("read XML of", lambda d: d.XMLDesc(flags)))
 
     def display(self) -> dict:
         """``{"listen": ip, "spice": port, "spice_tls": port|None, "vnc": port}`` (live XML).
 
         Ports are ``None`` when the domain is not running or has no such graphics.
         """
-        raise NotImplementedError
+        root = self._live_xml()
+        running = root.get("id") is not None
+        info: dict = {"listen": None, "spice": None, "spice_tls": None, "vnc": None}
+
+        def port(value: str | None) -> int | None:
+            return int(value) if running and value and int(value) > 0 else None
+
+        for gfx in root.iterfind("devices/graphics"):
+            kind = gfx.get("type")
+            if kind not in ("spice", "vnc"):
+                continue
+            listen = gfx.find("listen[@type='address']")
+            address = listen.get("address") if listen is not None else gfx.get("listen")
+            info["listen"] = info["listen"] or address
+            if kind == "spice":
+                info["spice"] = port(gfx.get("port"))
+                info["spice_tls"] = port(gfx.get("tlsPort"))
+            else:
+                info["vnc"] = port(gfx.get("port"))
+        return info
 
     def set_display_password(self, password: str, valid_to: datetime) -> None:
         """Set ``password`` on SPICE and VNC of the running domain, valid until ``valid_to``.
 
-        A naive ``valid_to`` is taken as UTC.
+        A naive ``valid_to`` is taken as UTC. Each graphics element is sent back as the live
+        XML has it (type, ports, listen) with ``passwd`` and ``passwdValidTo`` changed.
         """
-        raise NotImplementedError
+        if not password or any(ord(c) < 32 for c in password):
+            raise ValueError("display password must be non-empty printable text")
+        if valid_to.tzinfo is not None:
+            valid_to = valid_to.astimezone(UTC).replace(tzinfo=None)
+        until = valid_to.strftime("%Y-%m-%dT%H:%M:%S")
+        root = self._live_xml()
+        if root.get("id") is None:
+            raise VirtError(f"set display password of {self.name}: machine is not running")
+        devices = []
+        for gfx in root.iterfind("devices/graphics"):
+            if gfx.get("type") in ("spice", "vnc"):
+                gfx.set("passwd", password)
+                gfx.set("passwdValidTo", until)
+                devices.append(ET.tostring(gfx, encoding="unicode"))
+        if not devices:
+            raise VirtError(f"set display password of {self.name}: it has no SPICE or VNC display")
+
+        def run(dom: libvirt.virDomain) -> None:
+            for xml in devices:
+                dom.updateDeviceFlags(xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+
+        self._run("set display password of", run)
 
     def disk_paths(self) -> list[str]:
         """Source paths of the domain's disks (device='disk', not the cdrom)."""
-        raise NotImplementedError
+        root = ET.fromstring(self._run("read XML of",
+                                       lambda d: d.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)))
+        paths = []
+        for disk in root.iterfind("devices/disk[@device='disk']"):
+            source = disk.find("source")
+            path = None if source is None else (source.get("file") or source.get("dev"))
+            if path:
+                paths.append(path)
+        return paths
 
     def remove(self, storage: Storage) -> None:
-        """Destroy, drop the managed save, undefine, delete own disks; idempotent."""
-        raise NotImplementedError
+        """Destroy, drop the managed save, undefine, delete own disks; idempotent.
+
+        Only the disks the domain names are deleted, never the base images behind them.
+        """
+        try:
+            disks = self.disk_paths()
+        except GuestNotFound:
+            return
+
+        def run(dom: libvirt.virDomain) -> None:
+            if dom.isActive():
+                try:
+                    dom.destroy()
+                except libvirt.libvirtError as err:
+                    if not _is(err, libvirt.VIR_ERR_OPERATION_INVALID):
+                        raise
+            if dom.hasManagedSaveImage(0):
+                dom.managedSaveRemove(0)
+            for flags in _UNDEFINE_FLAGS:
+                try:
+                    dom.undefineFlags(flags)
+                    return
+                except libvirt.libvirtError as err:
+                    if not _is(err, libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT):
+                        raise
+            dom.undefine()
+
+        try:
+            self._run("remove", run)
+        except GuestNotFound:
+            pass
+        for path in disks:
+            storage.delete(path)

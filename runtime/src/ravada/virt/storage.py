@@ -1,51 +1,182 @@
 """Disks through one libvirt storage pool (:class:`Storage`).
 
-All files are made, found and deleted through the pool (``storageVolCreateXML``,
-``storageVolLookupByPath``, ``vol.delete``), so they work for a dir pool on qemu:///system
-as well as for the test driver's pool. Disks are qcow2; a clone's disk is a qcow2 overlay
-whose ``<backingStore>`` is the base image (O(1) in the disk size); a base image is the
-former machine disk renamed to ``<name>.base.qcow2`` and made read-only (mode 0444).
-Errors are :class:`~ravada.virt.errors.VirtError`.
+Volumes are made, found and deleted through the pool (``storageVolCreateXML``,
+``storageVolLookupByPath``, ``vol.delete``), so the same code serves a dir pool on
+qemu:///system and the test driver's pool. Disks are qcow2; a clone's disk is a qcow2
+overlay whose ``<backingStore>`` is the base image (O(1) in the disk size). A base image is
+the former machine disk renamed to ``<name>.base.qcow2`` with mode 0444: an O(1) rename on a
+local dir pool, a copy through the pool (``storageVolCreateXMLFrom``) elsewhere.
+
+- ``create_disk(name, size_gb) -> path``
+- ``create_overlay(name, backing_path) -> path``
+- ``make_base_image(disk_path, name) -> path``
+- ``delete(path)`` (idempotent), ``exists(path) -> bool``
+
+Errors are :class:`~ravada.virt.errors.VirtError`; bad names or sizes raise ``ValueError``.
 """
 
 from __future__ import annotations
 
+import os
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
+from typing import Any
 
 import libvirt
 
+from ravada.virt.errors import VirtError
+from ravada.virt.xml import NAME_RE
+
+Call = Callable[[str, Callable[[libvirt.virConnect], Any]], Any]
+LOCAL_POOL_TYPES = ("dir", "fs", "netfs")
+
+
+def _volume_xml(name: str, capacity: int, backing: str | None = None,
+                mode: str | None = None) -> str:
+    vol = ET.Element("volume")
+    ET.SubElement(vol, "name").text = name
+    ET.SubElement(vol, "capacity", unit="bytes").text = str(capacity)
+    target = ET.SubElement(vol, "target")
+    ET.SubElement(target, "format", type="qcow2")
+    if mode:
+        ET.SubElement(ET.SubElement(target, "permissions"), "mode").text = mode
+    if backing:
+        store = ET.SubElement(vol, "backingStore")
+        ET.SubElement(store, "path").text = backing
+        ET.SubElement(store, "format", type="qcow2")
+    return ET.tostring(vol, encoding="unicode")
+
+
+def _check_name(name: str) -> None:
+    if not NAME_RE.match(name or ""):
+        raise ValueError(f"bad volume name {name!r}: use letters, digits, '_', '.', '+', '-'")
+
 
 class Storage:
-    """The storage pool ``pool`` of the connection that ``conn()`` returns."""
+    """The storage pool ``pool``; ``call(what, fn)`` runs ``fn(conn)`` the way :class:`Host`
+    does (live connection, one retry, libvirt errors turned into ``VirtError``)."""
 
-    def __init__(self, conn: Callable[[], libvirt.virConnect], pool: str) -> None:
-        self._conn = conn
+    def __init__(self, call: Call, pool: str) -> None:
+        self._call = call
         self.pool_name = pool
 
+    def _pool(self, conn: libvirt.virConnect) -> libvirt.virStoragePool:
+        try:
+            pool = conn.storagePoolLookupByName(self.pool_name)
+        except libvirt.libvirtError as err:
+            if err.get_error_code() == libvirt.VIR_ERR_NO_STORAGE_POOL:
+                raise VirtError(f"storage pool {self.pool_name!r} is not defined") from None
+            raise
+        if not pool.isActive():
+            pool.create(0)
+        return pool
+
     def pool(self) -> libvirt.virStoragePool:
-        """The live pool object (started and refreshed)."""
-        raise NotImplementedError
+        """The live pool object (started if it was not)."""
+        return self._call(f"storage pool {self.pool_name}", self._pool)
+
+    @staticmethod
+    def _lookup(conn: libvirt.virConnect, path: str,
+                pool: libvirt.virStoragePool | None = None) -> libvirt.virStorageVol | None:
+        """The volume at ``path`` or None; refreshes ``pool`` once when it is not known."""
+        for attempt in (0, 1):
+            try:
+                return conn.storageVolLookupByPath(path)
+            except libvirt.libvirtError as err:
+                if err.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
+                    raise
+            if attempt == 0 and pool is not None:
+                pool.refresh(0)
+            else:
+                break
+        return None
 
     def create_disk(self, name: str, size_gb: int) -> str:
         """A blank qcow2 volume ``<name>.qcow2`` of ``size_gb`` GiB; returns its path."""
-        raise NotImplementedError
+        _check_name(name)
+        if not isinstance(size_gb, int) or isinstance(size_gb, bool) or not 1 <= size_gb <= 65536:
+            raise ValueError(f"bad disk size {size_gb!r}: an integer number of GiB from 1")
+
+        def run(conn: libvirt.virConnect) -> str:
+            vol = self._pool(conn).createXML(_volume_xml(f"{name}.qcow2", size_gb << 30), 0)
+            return vol.path()
+
+        return self._call(f"create disk {name}.qcow2", run)
 
     def create_overlay(self, name: str, backing_path: str) -> str:
         """A qcow2 ``<name>.qcow2`` backed by ``backing_path`` (qcow2); returns its path."""
-        raise NotImplementedError
+        _check_name(name)
+
+        def run(conn: libvirt.virConnect) -> str:
+            pool = self._pool(conn)
+            backing = self._lookup(conn, backing_path, pool)
+            if backing is None:
+                raise VirtError(f"base image {backing_path} is not a volume of any pool")
+            capacity = backing.info()[1]
+            vol = pool.createXML(_volume_xml(f"{name}.qcow2", capacity, backing_path), 0)
+            return vol.path()
+
+        return self._call(f"create overlay {name}.qcow2 on {backing_path}", run)
 
     def make_base_image(self, disk_path: str, name: str) -> str:
         """Turn a machine's disk into the read-only backing image ``<name>.base.qcow2``.
 
-        The disk is renamed (moved, not copied) inside the pool and set to mode 0444;
-        returns the new path. The machine must not be running.
+        On a local dir pool the file is renamed (O(1)) and set to mode 0444; on other pools
+        it is copied through the pool with mode 0444 and the original deleted. Returns the
+        new path. The machine using ``disk_path`` must not be running.
         """
-        raise NotImplementedError
+        _check_name(name)
+        new_name = f"{name}.base.qcow2"
+
+        def run(conn: libvirt.virConnect) -> str:
+            pool = self._pool(conn)
+            vol = self._lookup(conn, disk_path, pool)
+            if vol is None:
+                raise VirtError(f"disk {disk_path} is not a volume of any pool")
+            if vol.storagePoolLookupByVolume().name() != pool.name():
+                raise VirtError(f"disk {disk_path} is not in storage pool {pool.name()!r}")
+            root = ET.fromstring(pool.XMLDesc(0))
+            target_dir = root.findtext("target/path") or ""
+            new_path = os.path.join(target_dir, new_name)
+            if self._lookup(conn, new_path) is not None or os.path.lexists(new_path):
+                raise VirtError(f"base image {new_path} exists already")
+            if root.get("type") in LOCAL_POOL_TYPES and os.path.isfile(disk_path) \
+                    and _is_local(conn):
+                os.rename(disk_path, new_path)
+                os.chmod(new_path, 0o444)
+                pool.refresh(0)
+                return new_path
+            capacity = vol.info()[1]
+            new = pool.createXMLFrom(_volume_xml(new_name, capacity, mode="0444"), vol, 0)
+            vol.delete(0)
+            return new.path()
+
+        return self._call(f"make base image {new_name} from {disk_path}", run)
 
     def delete(self, path: str) -> None:
         """Delete the volume at ``path``; nothing happens when it is already gone."""
-        raise NotImplementedError
+
+        def run(conn: libvirt.virConnect) -> None:
+            vol = self._lookup(conn, path, self._pool(conn))
+            if vol is None:
+                return
+            try:
+                vol.delete(0)
+            except libvirt.libvirtError as err:
+                if err.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
+                    raise
+
+        self._call(f"delete volume {path}", run)
 
     def exists(self, path: str) -> bool:
-        """True when the pool has a volume at ``path``."""
-        raise NotImplementedError
+        """True when a pool has a volume at ``path``."""
+        return self._call(f"look up volume {path}",
+                          lambda conn: self._lookup(conn, path, self._pool(conn)) is not None)
+
+
+def _is_local(conn: libvirt.virConnect) -> bool:
+    """True when the connection's files are this machine's (no remote host in the URI)."""
+    uri = conn.getURI()
+    if conn.getType().lower() == "test" or "://" not in uri:
+        return False
+    return uri.split("://", 1)[1].startswith("/")

@@ -5,12 +5,17 @@ gives a KVM domain with virtio qcow2 disks, a SATA cdrom for the ISO (boot order
 hd), qxl video, SPICE and VNC graphics (autoport, listening on ``listen``), the SPICE agent
 channel, USB redirection (qemu-xhci + 2 spicevmc redirdevs) and a tablet. Use
 ``domain_type="test"`` for libvirt's test driver (:attr:`Host.domain_type` picks it).
+
+Both graphics get a random start password nobody knows: QEMU only accepts passwords set
+later (:meth:`Guest.set_display_password`) when the display started with one, and until
+then nobody can connect.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+import secrets
 import uuid as uuidlib
 from functools import lru_cache
 
@@ -70,4 +75,5 @@ def render_domain(
         iso=iso,
         listen=listen,
         domain_type=domain_type,
+        password=secrets.token_urlsafe(6),  # 8 characters: the VNC limit
     )
