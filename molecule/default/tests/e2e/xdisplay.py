@@ -1,0 +1,137 @@
+"""A private X server (Xvfb) and the SPICE client (remote-viewer) running in it.
+
+:class:`Xvfb` starts ``Xvfb :N`` and returns once the server accepts clients
+(``-displayfd`` tells us, no sleeping). :func:`remote_viewer` opens a ``.vv``
+file on that display. :meth:`Xvfb.windows` lists the top-level window titles
+(``xwininfo -root -tree``), which is how the test tells the guest's window from
+an error dialog. :meth:`Xvfb.screenshot` is ImageMagick's
+``import -window root``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+_TITLE = re.compile(r'^\s+0x[0-9a-f]+ "(?P<title>[^"]*)":', re.MULTILINE)
+
+
+class DisplayError(RuntimeError):
+    """The X server or a client could not do what was asked."""
+
+
+class Xvfb:
+    """One Xvfb server on display *number* (use as a context manager)."""
+
+    def __init__(self, number: int = 77, size: str = "1280x1024x24") -> None:
+        self.number = number
+        self.size = size
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def display(self) -> str:
+        """The DISPLAY value for clients."""
+        return f":{self.number}"
+
+    def env(self) -> dict[str, str]:
+        """The environment for a client of this server."""
+        return {**os.environ, "DISPLAY": self.display}
+
+    def start(self, timeout: float = 15.0) -> Xvfb:
+        """Start the server and wait until it announces it is ready."""
+        lock = Path(f"/tmp/.X{self.number}-lock")
+        if lock.exists():
+            raise DisplayError(f"display :{self.number} is taken ({lock} exists)")
+        read_fd, write_fd = os.pipe()
+        self.proc = subprocess.Popen(
+            ["Xvfb", self.display, "-screen", "0", self.size, "-nolisten", "tcp",
+             "-displayfd", str(write_fd)],
+            pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        os.close(write_fd)
+        try:
+            ready, _, _ = select.select([read_fd], [], [], timeout)
+            announced = os.read(read_fd, 32).decode().strip() if ready else ""
+        finally:
+            os.close(read_fd)
+        if announced != str(self.number):
+            self.stop()
+            raise DisplayError(f"Xvfb {self.display} did not start within {timeout}s")
+        return self
+
+    def stop(self) -> None:
+        """Stop the server (idempotent)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def __enter__(self) -> Xvfb:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def windows(self) -> list[str]:
+        """Titles of the named windows on the screen.
+
+        ``xwininfo`` fails with BadWindow when a window goes away while it walks
+        the tree (clients map and unmap windows as they start): it is retried.
+        """
+        for _ in range(5):
+            proc = subprocess.run(["xwininfo", "-root", "-tree"], env=self.env(),
+                                  capture_output=True, text=True, timeout=10, check=False)
+            if proc.returncode == 0:
+                return [m["title"] for m in _TITLE.finditer(proc.stdout)]
+        raise DisplayError(f"xwininfo failed on {self.display}: {proc.stderr.strip()}")
+
+    def screenshot(self, path: Path) -> Path:
+        """Save the whole screen as PNG at *path*."""
+        subprocess.run(["import", "-window", "root", str(path)], env=self.env(),
+                       capture_output=True, timeout=20, check=True)
+        return path
+
+
+def wait_until(probe: Callable[[], T | None], timeout: float, interval: float = 0.2,
+               what: str = "condition") -> T:
+    """Call *probe* every *interval* s until it returns a truthy value; raise after *timeout*."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{what} not reached within {timeout}s")
+        time.sleep(interval)
+
+
+@contextmanager
+def remote_viewer(xvfb: Xvfb, vv_file: Path, log: Path | None = None
+                  ) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``remote-viewer vv_file`` on *xvfb*; it is terminated on exit."""
+    out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(["remote-viewer", str(vv_file)], env=xvfb.env(), stdout=out,
+                            stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if log:
+            out.close()  # type: ignore[union-attr]
