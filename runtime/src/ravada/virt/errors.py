@@ -14,9 +14,10 @@ class GuestNotFound(VirtError, LookupError):
 
 
 def clean_message(err: libvirt.libvirtError) -> str:
-    """libvirt's message without the noise (one line, no trailing dot)."""
-    msg = err.get_error_message() or str(err)
-    return " ".join(msg.split()).rstrip(".")
+    """libvirt's message without the noise: its first line (XML errors add the bad text and a
+    caret line), whitespace squeezed, no trailing dot."""
+    msg = (err.get_error_message() or str(err) or "unknown libvirt error").strip()
+    return " ".join(msg.splitlines()[0].split()).rstrip(".")
 
 
 def wrap(what: str, err: libvirt.libvirtError) -> VirtError:
