@@ -1,0 +1,54 @@
+"""What every handler works with: config, database, libvirt host, firewall."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ravada.config import Config
+from ravada.db import Database
+from ravada.firewall import Firewall
+
+if TYPE_CHECKING:
+    from ravada.virt import Host, Storage
+
+SCREENSHOT_DIR = "/var/lib/ravada/screenshots"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One claimed request, detached from its DB session."""
+
+    id: int
+    command: str
+    args: dict[str, Any]
+    machine_id: int | None
+    user_id: int | None
+    timeout: int | None = None
+
+
+@dataclass
+class Context:
+    """Shared by the daemon's workers (every member is thread-safe)."""
+
+    config: Config
+    db: Database
+    host: Host
+    firewall: Firewall
+    screenshot_dir: Path = field(default_factory=lambda: Path(SCREENSHOT_DIR))
+
+    @property
+    def storage(self) -> Storage:
+        return self.host.storage
+
+    @property
+    def public_host(self) -> str:
+        """What display clients connect to."""
+        return self.config.display.public_host or self.config.display.listen
+
+
+def make_firewall(config: Config) -> Firewall:
+    fw = config.firewall
+    return Firewall(chain=fw.chain, port_min=fw.port_min, port_max=fw.port_max,
+                    enabled=fw.enabled)

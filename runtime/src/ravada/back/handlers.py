@@ -1,0 +1,425 @@
+"""One function per request command: ``handler(ctx, job) -> result dict``.
+
+A handler raises :class:`~ravada.back.errors.RequestError` (or the virt layer's
+``VirtError``) with a clear message to fail its request; whatever it half-made is
+removed first. Handlers also write ``Machine.state`` / ``Machine.display`` so a
+finished request leaves a consistent row (lifecycle events do it too).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ravada import display as rdisplay
+from ravada.back.context import Context, Job
+from ravada.back.errors import RequestError
+from ravada.back.machines import (
+    check_name,
+    clone_name,
+    close_access,
+    discard,
+    get_machine,
+    own_volumes,
+)
+from ravada.back.sync import sync_all
+from ravada.db import FirewallRule, Machine, Request, User
+from ravada.firewall import check_ip
+from ravada.virt import Guest, GuestNotFound, render_domain
+
+log = logging.getLogger(__name__)
+
+Result = dict[str, Any]
+Handler = Callable[[Context, Job], Result]
+
+MEMORY_MB = (64, 65536)
+DISK_GB = (1, 2048)
+VCPUS = (1, 64)
+
+
+# -- argument checks --------------------------------------------------------------------
+
+def _int_arg(args: dict[str, Any], key: str, lo: int, hi: int, default: int | None) -> int | None:
+    value = args.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise RequestError(f"bad {key} {value!r}: an integer from {lo} to {hi}")
+    return value
+
+
+def _bool_arg(args: dict[str, Any], key: str) -> bool:
+    value = args.get(key, False)
+    if not isinstance(value, bool):
+        raise RequestError(f"bad {key} {value!r}: true or false")
+    return value
+
+
+def _client_ip(args: dict[str, Any], required: bool) -> str | None:
+    ip = args.get("client_ip")
+    if ip in (None, ""):
+        if required:
+            raise RequestError("client_ip is required")
+        return None
+    try:
+        return str(check_ip(ip))
+    except ValueError as exc:
+        raise RequestError(str(exc)) from None
+
+
+def _iso_path(ctx: Context, iso: Any) -> str | None:
+    if iso in (None, ""):
+        return None
+    if not isinstance(iso, str) or "/" in iso or iso.startswith("."):
+        raise RequestError(f"bad iso {iso!r}: a file name in {ctx.config.front.iso_dir}")
+    path = Path(ctx.config.front.iso_dir) / iso
+    if not path.is_file():
+        raise RequestError(f"ISO {iso!r} not found in {ctx.config.front.iso_dir}")
+    return str(path)
+
+
+def _user(ctx: Context, user_id: Any) -> User:
+    if isinstance(user_id, bool) or not isinstance(user_id, int):
+        raise RequestError(f"bad user_id {user_id!r}: an integer")
+    with ctx.db.session() as s:
+        user = s.get(User, user_id)
+        if user is None:
+            raise RequestError(f"user {user_id} does not exist")
+        return user
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+def _load(ctx: Context, job: Job) -> Machine:
+    with ctx.db.session() as s:
+        return get_machine(s, job.machine_id)
+
+
+def _guest(ctx: Context, machine: Machine) -> Guest:
+    try:
+        return ctx.host.guest(machine.name)
+    except GuestNotFound:
+        raise RequestError(f"machine {machine.name!r} has no libvirt domain") from None
+
+
+def _record(ctx: Context, machine_id: int, guest: Guest) -> str:
+    """Write the guest's state (and display, or closed access) to the row; return state."""
+    state = guest.state()
+    with ctx.db.session() as s:
+        machine = s.get(Machine, machine_id)
+        if machine is None:
+            return state
+        machine.state = state
+        if state == "running":
+            machine.display = guest.display()
+        elif state != "paused":
+            close_access(ctx, s, machine)
+    return state
+
+
+def _need_running(guest: Guest, what: str) -> None:
+    state = guest.state()
+    if state != "running":
+        raise RequestError(f"cannot {what} {guest.name!r}: it is {state}, not running")
+
+
+def _progress(ctx: Context, job: Job, **partial: Any) -> None:
+    """Note what a create/clone has made so far (read by recovery after a crash)."""
+    with ctx.db.session() as s:
+        s.execute(update(Request).where(Request.id == job.id).values(result=partial))
+
+
+def _new_machine(ctx: Context, job: Job, **fields: Any) -> int:
+    """Insert the row in state ``creating``; a taken name is a clear error."""
+    try:
+        with ctx.db.session() as s:
+            machine = Machine(state="creating", **fields)
+            s.add(machine)
+            s.flush()
+            machine_id = machine.id
+    except IntegrityError:
+        raise RequestError(f"a machine named {fields['name']!r} already exists") from None
+    _progress(ctx, job, machine_id=machine_id)
+    return machine_id
+
+
+def _xml(ctx: Context, name: str, memory_mb: int, vcpus: int, disks: list[str],
+         iso: str | None, uuid: str | None = None) -> str:
+    try:
+        return render_domain(name, memory_mb, vcpus, disks, iso, ctx.config.display.listen,
+                             domain_type=ctx.host.domain_type, uuid=uuid)
+    except ValueError as exc:
+        raise RequestError(str(exc)) from None
+
+
+def open_display_for(ctx: Context, machine_id: int, client_ip: str) -> Result:
+    """Fresh one-time password, firewall open to ``client_ip``, display info."""
+    with ctx.db.session() as s:
+        machine = get_machine(s, machine_id)
+    guest = _guest(ctx, machine)
+    _need_running(guest, "open the display of")
+    password = rdisplay.new_password()
+    expires = rdisplay.valid_until(ctx.config.display.password_lifetime)
+    guest.set_display_password(password, expires)
+    disp = guest.display()
+    ports = [p for p in (disp.get("spice"), disp.get("spice_tls"), disp.get("vnc")) if p]
+    if not ports:
+        raise RequestError(f"machine {machine.name!r} has no display ports")
+    ctx.firewall.open(machine.name, ports, client_ip)
+    with ctx.db.session() as s:
+        s.execute(delete(FirewallRule).where(FirewallRule.machine_id == machine_id))
+        s.add_all(FirewallRule(machine_id=machine_id, client_ip=client_ip, port=p) for p in ports)
+        s.execute(update(Machine).where(Machine.id == machine_id)
+                  .values(display=disp, state="running"))
+    return rdisplay.connection_info(machine.name, disp, ctx.public_host, password, expires)
+
+
+def _start(ctx: Context, machine: Machine, client_ip: str | None) -> Result:
+    if machine.is_base:
+        raise RequestError(f"machine {machine.name!r} is a base: clone it, or remove_base first")
+    guest = _guest(ctx, machine)
+    guest.start()
+    _record(ctx, machine.id, guest)
+    if client_ip:
+        return open_display_for(ctx, machine.id, client_ip)
+    return {"state": guest.state()}
+
+
+# -- handlers -----------------------------------------------------------------------------
+
+def create(ctx: Context, job: Job) -> Result:
+    args = job.args
+    name = check_name(args.get("name"))
+    memory_mb = _int_arg(args, "memory_mb", *MEMORY_MB, default=1024)
+    vcpus = _int_arg(args, "vcpus", *VCPUS, default=1)
+    disk_gb = _int_arg(args, "disk_gb", *DISK_GB, default=None)
+    iso = _iso_path(ctx, args.get("iso"))
+    if iso is None and disk_gb is None:
+        raise RequestError("create needs an iso, a disk_gb, or both")
+    owner_id = args.get("owner_id", job.user_id)
+    if owner_id is not None:
+        _user(ctx, owner_id)
+    if ctx.host.has_guest(name) or own_volumes(ctx, name):
+        raise RequestError(f"a libvirt domain or volume named {name!r} already exists")
+    machine_id = _new_machine(ctx, job, name=name, owner_id=owner_id, memory_mb=memory_mb,
+                              vcpus=vcpus, disk_gb=disk_gb or 0, iso=args.get("iso") or None)
+    try:
+        disks = [ctx.storage.create_disk(name, disk_gb)] if disk_gb else []
+        guest = ctx.host.define(_xml(ctx, name, memory_mb, vcpus, disks, iso))
+        with ctx.db.session() as s:
+            s.execute(update(Machine).where(Machine.id == machine_id)
+                      .values(domain_uuid=guest.uuid, state=guest.state()))
+    except BaseException:
+        discard(ctx, name, machine_id)
+        raise
+    return {"machine_id": machine_id}
+
+
+def prepare_base(ctx: Context, job: Job) -> Result:
+    machine = _load(ctx, job)
+    if machine.is_base:
+        raise RequestError(f"machine {machine.name!r} is already a base")
+    if machine.base_id is not None:
+        raise RequestError(f"machine {machine.name!r} is a clone: a base cannot be a clone")
+    guest = _guest(ctx, machine)
+    state = guest.state()
+    if state != "shutdown":
+        raise RequestError(f"machine {machine.name!r} must be shut down first (it is {state})")
+    disks = guest.disk_paths()
+    if len(disks) != 1:
+        raise RequestError(f"machine {machine.name!r} needs exactly one disk to become a base "
+                           f"(it has {len(disks)})")
+    base_image = ctx.storage.make_base_image(disks[0], machine.name)
+    iso = str(Path(ctx.config.front.iso_dir) / machine.iso) if machine.iso else None
+    if iso and not os.path.exists(iso):
+        iso = None
+    ctx.host.define(_xml(ctx, machine.name, machine.memory_mb, machine.vcpus, [base_image],
+                         iso, uuid=guest.uuid))
+    with ctx.db.session() as s:
+        s.execute(update(Machine).where(Machine.id == machine.id).values(is_base=True))
+    return {"base_image": base_image}
+
+
+def _clone_count(ctx: Context, base_id: int) -> int:
+    with ctx.db.session() as s:
+        return s.scalar(select(func.count()).select_from(Machine)
+                        .where(Machine.base_id == base_id)) or 0
+
+
+def remove_base(ctx: Context, job: Job) -> Result:
+    machine = _load(ctx, job)
+    if not machine.is_base:
+        raise RequestError(f"machine {machine.name!r} is not a base")
+    clones = _clone_count(ctx, machine.id)
+    if clones:
+        raise RequestError(f"base {machine.name!r} still has {clones} clone(s): remove them first")
+    guest = _guest(ctx, machine)
+    base_image = guest.disk_paths()[0]
+    # The machine gets a writable overlay on its former base image (kept read-only).
+    overlay = ctx.storage.create_overlay(machine.name, base_image)
+    try:
+        ctx.host.define(_xml(ctx, machine.name, machine.memory_mb, machine.vcpus, [overlay],
+                             None, uuid=guest.uuid))
+    except BaseException:
+        ctx.storage.delete(overlay)
+        raise
+    with ctx.db.session() as s:
+        s.execute(update(Machine).where(Machine.id == machine.id).values(is_base=False))
+    return {}
+
+
+def clone(ctx: Context, job: Job) -> Result:
+    args = job.args
+    base = _load(ctx, job)
+    if not base.is_base:
+        raise RequestError(f"machine {base.name!r} is not a base: prepare_base first")
+    user = _user(ctx, args.get("user_id", job.user_id))
+    start = _bool_arg(args, "start")
+    client_ip = _client_ip(args, required=False)
+    with ctx.db.session() as s:
+        existing = s.scalar(select(Machine).where(Machine.base_id == base.id,
+                                                  Machine.owner_id == user.id)
+                            .order_by(Machine.id).limit(1))
+        name = clone_name(s, base.name, user.name)
+    if existing is not None and existing.state != "creating":
+        machine_id = existing.id
+    else:
+        base_disks = _guest(ctx, base).disk_paths()
+        if not base_disks:
+            raise RequestError(f"base {base.name!r} has no disk")
+        if ctx.host.has_guest(name) or own_volumes(ctx, name):
+            raise RequestError(f"a libvirt domain or volume named {name!r} already exists")
+        machine_id = _new_machine(ctx, job, name=name, owner_id=user.id, base_id=base.id,
+                                  memory_mb=base.memory_mb, vcpus=base.vcpus,
+                                  disk_gb=base.disk_gb)
+        try:
+            overlay = ctx.storage.create_overlay(name, base_disks[0])
+            guest = ctx.host.define(_xml(ctx, name, base.memory_mb, base.vcpus, [overlay], None))
+            with ctx.db.session() as s:
+                s.execute(update(Machine).where(Machine.id == machine_id)
+                          .values(domain_uuid=guest.uuid, state=guest.state()))
+        except BaseException:
+            discard(ctx, name, machine_id)
+            raise
+    result: Result = {"machine_id": machine_id}
+    if start or client_ip:
+        with ctx.db.session() as s:
+            machine = get_machine(s, machine_id)
+        started = _start(ctx, machine, client_ip)
+        if client_ip:
+            result["display"] = started
+    return result
+
+
+def start(ctx: Context, job: Job) -> Result:
+    client_ip = _client_ip(job.args, required=False)
+    return _start(ctx, _load(ctx, job), client_ip)
+
+
+def open_display(ctx: Context, job: Job) -> Result:
+    client_ip = _client_ip(job.args, required=True)
+    assert client_ip is not None
+    return open_display_for(ctx, _load(ctx, job).id, client_ip)
+
+
+def shutdown(ctx: Context, job: Job) -> Result:
+    timeout = _int_arg(job.args, "timeout", 1, 3600, ctx.config.queue.shutdown_timeout)
+    assert timeout is not None
+    machine = _load(ctx, job)
+    guest = _guest(ctx, machine)
+    forced = False
+    if guest.state() in ("running", "paused") and not guest.shutdown(timeout):
+        guest.force_shutdown()
+        forced = True
+    return {"state": _record(ctx, machine.id, guest), "forced": forced}
+
+
+def force_shutdown(ctx: Context, job: Job) -> Result:
+    machine = _load(ctx, job)
+    guest = _guest(ctx, machine)
+    guest.force_shutdown()
+    return {"state": _record(ctx, machine.id, guest)}
+
+
+def reboot(ctx: Context, job: Job) -> Result:
+    machine = _load(ctx, job)
+    guest = _guest(ctx, machine)
+    _need_running(guest, "reboot")
+    guest.reboot()
+    return {"state": _record(ctx, machine.id, guest)}
+
+
+def hibernate(ctx: Context, job: Job) -> Result:
+    machine = _load(ctx, job)
+    guest = _guest(ctx, machine)
+    _need_running(guest, "hibernate")
+    guest.hibernate()
+    return {"state": _record(ctx, machine.id, guest)}
+
+
+def resume(ctx: Context, job: Job) -> Result:
+    machine = _load(ctx, job)
+    if machine.is_base:
+        raise RequestError(f"machine {machine.name!r} is a base: clone it, or remove_base first")
+    guest = _guest(ctx, machine)
+    guest.resume()
+    return {"state": _record(ctx, machine.id, guest)}
+
+
+def remove(ctx: Context, job: Job) -> Result:
+    machine = _load(ctx, job)
+    clones = _clone_count(ctx, machine.id)
+    if clones:
+        raise RequestError(f"machine {machine.name!r} is a base with {clones} clone(s): "
+                           "remove them first")
+    with ctx.db.session() as s:
+        s.execute(update(Machine).where(Machine.id == machine.id).values(state="removing"))
+    discard(ctx, machine.name, machine.id)
+    shot = ctx.screenshot_dir / f"{machine.id}.png"
+    shot.unlink(missing_ok=True)
+    return {}
+
+
+def screenshot(ctx: Context, job: Job) -> Result:
+    machine = _load(ctx, job)
+    guest = _guest(ctx, machine)
+    _need_running(guest, "take a screenshot of")
+    png = guest.screenshot()
+    ctx.screenshot_dir.mkdir(parents=True, exist_ok=True)
+    path = ctx.screenshot_dir / f"{machine.id}.png"
+    tmp = path.with_suffix(".png.tmp")
+    tmp.write_bytes(png)
+    tmp.replace(path)
+    return {"path": str(path)}
+
+
+def refresh(ctx: Context, job: Job) -> Result:
+    return sync_all(ctx)
+
+
+HANDLERS: dict[str, Handler] = {
+    "create": create,
+    "prepare_base": prepare_base,
+    "remove_base": remove_base,
+    "clone": clone,
+    "start": start,
+    "shutdown": shutdown,
+    "force_shutdown": force_shutdown,
+    "reboot": reboot,
+    "hibernate": hibernate,
+    "resume": resume,
+    "remove": remove,
+    "screenshot": screenshot,
+    "open_display": open_display,
+    "refresh": refresh,
+}
+
+# Safe to run again after a backend died in the middle of them (see recovery).
+RETRYABLE = frozenset({"start", "shutdown", "force_shutdown", "hibernate", "resume",
+                       "open_display", "refresh", "screenshot", "remove"})

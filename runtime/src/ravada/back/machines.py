@@ -1,0 +1,93 @@
+"""Machine helpers shared by handlers, events, recovery and the CLI."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+
+import libvirt
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from ravada.back.context import Context
+from ravada.back.errors import RequestError
+from ravada.db import FirewallRule, Machine
+from ravada.virt import GuestNotFound
+
+log = logging.getLogger(__name__)
+
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,47}$")
+MAX_NAME = 64  # Machine.name, libvirt names and firewall comments all fit 64
+STOPPED = ("shutdown", "hibernated", "unknown", "failed")
+
+
+def get_machine(s: Session, machine_id: int | None) -> Machine:
+    """The machine row or a clear RequestError."""
+    if machine_id is None:
+        raise RequestError("this command needs a machine (machine_id is missing)")
+    machine = s.get(Machine, machine_id)
+    if machine is None:
+        raise RequestError(f"machine {machine_id} does not exist")
+    return machine
+
+
+def check_name(name: object) -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise RequestError(
+            f"bad machine name {name!r}: 1-48 letters, digits, '_' or '-', "
+            "starting with a letter or digit")
+    return name
+
+
+def clone_name(s: Session, base: str, username: str) -> str:
+    """``<base>-<username>`` made safe for libvirt and unique among machines."""
+    user = re.sub(r"[^a-zA-Z0-9_-]+", "-", username).strip("-") or "user"
+    stem = f"{base}-{user}"[:MAX_NAME]
+    name, n = stem, 1
+    while s.scalar(select(Machine.id).where(Machine.name == name)) is not None:
+        n += 1
+        suffix = f"-{n}"
+        name = stem[: MAX_NAME - len(suffix)] + suffix
+    return name
+
+
+def volume_path(ctx: Context, volume: str) -> str | None:
+    """Path of ``volume`` in the pool, or None when it does not exist."""
+    try:
+        return ctx.storage.pool().storageVolLookupByName(volume).path()
+    except libvirt.libvirtError:
+        return None
+
+
+def own_volumes(ctx: Context, name: str) -> list[str]:
+    """Paths of the volumes named after machine ``name`` (disk and base image)."""
+    found = (volume_path(ctx, f"{name}{ext}") for ext in (".qcow2", ".base.qcow2"))
+    return [p for p in found if p]
+
+
+def close_access(ctx: Context, s: Session, machine: Machine) -> None:
+    """Close the machine's display ports: iptables rules, their rows, Machine.display."""
+    ctx.firewall.close(machine.name)
+    s.execute(delete(FirewallRule).where(FirewallRule.machine_id == machine.id))
+    machine.display = None
+
+
+def discard(ctx: Context, name: str, machine_id: int | None = None) -> None:
+    """Remove whatever exists of machine ``name``: domain, its volumes, firewall, row.
+
+    Used to undo a half-made create/clone and by ``remove``. Idempotent.
+    """
+    with contextlib.suppress(GuestNotFound):
+        ctx.host.guest(name).remove(ctx.storage)
+    for path in own_volumes(ctx, name):
+        ctx.storage.delete(path)
+    ctx.firewall.close(name)
+    with ctx.db.session() as s:
+        q = select(Machine).where(
+            Machine.id == machine_id if machine_id is not None else Machine.name == name)
+        machine = s.scalar(q)
+        if machine is not None:
+            s.execute(delete(FirewallRule).where(FirewallRule.machine_id == machine.id))
+            s.delete(machine)
+    log.info("discarded machine %s", name)

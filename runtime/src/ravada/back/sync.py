@@ -1,0 +1,103 @@
+"""Keep the DB true to libvirt: full refresh, lifecycle events, firewall reconcile."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from ravada.back.context import Context
+from ravada.back.machines import close_access
+from ravada.db import FirewallRule, Machine
+from ravada.firewall import Rule
+from ravada.virt import GuestNotFound
+
+log = logging.getLogger(__name__)
+
+# Rows in these states belong to a request at work; events and refresh leave them alone.
+BUSY = ("creating", "removing")
+
+
+def _apply(ctx: Context, machine: Machine, state: str, s: Any) -> bool:
+    """Set one row to ``state`` (display read live when running); True if it changed."""
+    before = (machine.state, machine.display)
+    machine.state = state
+    if state == "running":
+        try:
+            machine.display = ctx.host.guest(machine.name).display()
+        except GuestNotFound:
+            machine.state = "unknown"
+    if machine.state not in ("running", "paused"):
+        close_access(ctx, s, machine)
+    return before != (machine.state, machine.display)
+
+
+def sync_all(ctx: Context) -> dict[str, int]:
+    """Every machine's state and display from libvirt; returns counts."""
+    guests = ctx.host.list_guests()
+    counts = {"machines": 0, "changed": 0, "missing": 0}
+    with ctx.db.session() as s:
+        for machine in s.scalars(select(Machine)):
+            counts["machines"] += 1
+            if machine.state in BUSY:
+                continue
+            state = guests.get(machine.name)
+            if state is None:
+                counts["missing"] += 1
+                state = "unknown"
+            counts["changed"] += _apply(ctx, machine, state, s)
+    log.info("refresh: %(machines)d machines, %(changed)d changed, %(missing)d missing", counts)
+    return counts
+
+
+def reconcile_firewall(ctx: Context) -> int:
+    """Make the chain hold exactly the rules of running machines; drop other rows."""
+    ctx.firewall.ensure_chain()
+    desired: list[Rule] = []
+    with ctx.db.session() as s:
+        rows = s.execute(select(FirewallRule, Machine).join(
+            Machine, Machine.id == FirewallRule.machine_id)).all()
+        stale = []
+        for rule, machine in rows:
+            if machine.state == "running":
+                desired.append(Rule(machine.name, rule.port, rule.client_ip))
+            else:
+                stale.append(rule.id)
+        if stale:
+            s.execute(delete(FirewallRule).where(FirewallRule.id.in_(stale)))
+    ctx.firewall.reconcile(desired)
+    return len(desired)
+
+
+class EventSink:
+    """``on_state`` for :class:`~ravada.virt.Host`: writes lifecycle events to the DB.
+
+    libvirt's callback returns at once; the work runs on one thread of its own, in
+    event order, so it may call libvirt again (to read the display ports).
+    """
+
+    def __init__(self) -> None:
+        self.ctx: Context | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="events")
+
+    def __call__(self, name: str, state: str) -> None:
+        self._pool.submit(self._handle, name, state)
+
+    def _handle(self, name: str, state: str) -> None:
+        ctx = self.ctx
+        if ctx is None:
+            return
+        try:
+            with ctx.db.session() as s:
+                machine = s.scalar(select(Machine).where(Machine.name == name))
+                if machine is None or machine.state in BUSY:
+                    return
+                if _apply(ctx, machine, state, s):
+                    log.info("machine %s is %s", name, machine.state)
+        except Exception:  # an event must never kill the thread
+            log.exception("lifecycle event %s -> %s not recorded", name, state)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
