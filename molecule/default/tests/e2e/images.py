@@ -19,6 +19,7 @@ class PixelStats:
     stddev: float  # grey level standard deviation
     colours: int  # distinct grey levels (capped by the 256 bins)
     lit_fraction: float  # share of pixels brighter than 24/255
+    bright_pixels: int  # pixels brighter than 127/255 (text on a console, a logo, a desktop)
 
     def is_picture(self, min_stddev: float = 4.0, min_colours: int = 2) -> bool:
         """True when the image is neither black nor a single flat colour."""
@@ -44,4 +45,5 @@ def stats(image: Image.Image | bytes | str | Path) -> PixelStats:
         stddev=st.stddev[0],
         colours=sum(1 for n in hist if n),
         lit_fraction=sum(hist[25:]) / total if total else 0.0,
+        bright_pixels=sum(hist[128:]),
     )

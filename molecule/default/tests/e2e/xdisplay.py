@@ -97,6 +97,17 @@ class Xvfb:
                 return [m["title"] for m in _TITLE.finditer(proc.stdout)]
         raise DisplayError(f"xwininfo failed on {self.display}: {proc.stderr.strip()}")
 
+    def geometry(self, title: str) -> tuple[int, int, int, int]:
+        """``(x, y, width, height)`` of the window named exactly *title*."""
+        proc = subprocess.run(["xwininfo", "-name", title], env=self.env(), capture_output=True,
+                              text=True, timeout=10, check=False)
+        if proc.returncode != 0:
+            raise DisplayError(f"no window named {title!r}: {proc.stderr.strip()}")
+        fields = dict(line.strip().split(":", 1) for line in proc.stdout.splitlines()
+                      if ":" in line and line.startswith("  "))
+        return (int(fields["Absolute upper-left X"]), int(fields["Absolute upper-left Y"]),
+                int(fields["Width"]), int(fields["Height"]))
+
     def screenshot(self, path: Path) -> Path:
         """Save the whole screen as PNG at *path*."""
         subprocess.run(["import", "-window", "root", str(path)], env=self.env(),
