@@ -120,7 +120,8 @@ class Firewall:
         """Allow ``client_ip`` (only) to reach ``ports`` of ``machine``, in one atomic batch.
 
         Rules for those ports from any other IP are removed; an existing rule is kept
-        as is (never duplicated).
+        as is (never duplicated). Rules left in the other address family's chain (a
+        viewer who moved between IPv4 and IPv6) are removed in a batch of their own.
         """
         check_machine(machine)
         addr = check_ip(client_ip)
