@@ -30,6 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import sqlalchemy
+
 from benchlib import env, results, stats
 from benchlib.mariadb import MariaDB
 from ravada import queue

@@ -1,0 +1,302 @@
+#!/usr/bin/env python3
+"""P4: rvd_front under load -- list and request-status endpoints as logged-in users.
+
+For each database (SQLite, and a private MariaDB server): seed 1,000 users x 5 machines,
+start ``rvd_front`` (gunicorn, the configured workers) on loopback, then run the open-loop
+load generator (``benchlib.loadgen``) in a second process, with one bearer token per user:
+
+1. warm-up, then the target rate (default 200 req/s) for ``--duration`` seconds;
+2. a baseline in the same run: ``/healthz`` at the same rate (the floor of this server);
+3. a rate ladder, then a bisection, for the highest rate whose p99 stays <= 100 ms with no
+   errors;
+4. when the target is missed, a py-spy profile of the front during a run at the target rate.
+
+Run with the runtime's Python (``.venv/bin/python bench/p4_front.py``); results go to
+``bench/results/p4_front.json`` and the table in ``bench/README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+from benchlib import env as benv  # noqa: E402
+from benchlib import profile, results  # noqa: E402
+from benchlib.mariadb import MariaDB  # noqa: E402
+from benchlib.seed import seed  # noqa: E402
+from benchlib.stats import ratio  # noqa: E402
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str, token: str | None = None, timeout: float = 5) -> tuple[int, str]:
+    req = urllib.request.Request(url, headers={"Accept": "application/json"})
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read().decode(errors="replace")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(errors="replace")
+
+
+class Front:
+    """rvd_front on 127.0.0.1:<free port> with a config file of its own."""
+
+    def __init__(self, tmp: Path, db_url: str, workers: int, cmd: list[str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.config = tmp / "ravada.conf"
+        self.config.write_text(json.dumps({  # JSON is YAML
+            "log_level": "WARNING",
+            "database": {"url": db_url},
+            "libvirt": {"uri": "test:///default"},
+            "queue": {"socket": str(tmp / "queue.sock")},
+            "firewall": {"enabled": False},
+            "front": {"listen": f"127.0.0.1:{self.port}", "workers": workers,
+                      "secret_key_file": str(tmp / "front.key"), "iso_dir": str(tmp)},
+        }), encoding="utf-8")
+        self.cmd = [*cmd, "--config", str(self.config)]
+        self.log = tmp / "front.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30) -> None:
+        envv = {**os.environ, "RAVADA_CONFIG": str(self.config)}
+        self.proc = subprocess.Popen(self.cmd, env=envv, stdout=open(self.log, "wb"),
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"rvd_front exited ({self.proc.returncode}):\n"
+                                   + self.log.read_text(errors="replace")[-3000:])
+            try:
+                get(self.url + "/healthz", timeout=1)
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"rvd_front did not answer on {self.url} within {timeout} s")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def loadgen(url: str, plan: Path, rate: float, duration: float, tmp: Path) -> dict[str, Any]:
+    """Run the generator in its own process; return its result."""
+    out = tmp / f"load-{rate:.0f}-{time.monotonic_ns()}.json"
+    subprocess.run([sys.executable, "-m", "benchlib.loadgen", "--url", url, "--plan", str(plan),
+                    "--rate", str(rate), "--duration", str(duration), "--out", str(out)],
+                   cwd=BENCH, check=True)
+    return json.loads(out.read_text())
+
+
+def meets(r: dict[str, Any], p99_ms: float) -> bool:
+    return (r["errors"] == 0 and r["latency_ms"]["p99"] <= p99_ms
+            and r["achieved_rps"] >= 0.95 * r["rate_target"])
+
+
+def line(label: str, r: dict[str, Any]) -> str:
+    lat = r["latency_ms"]
+    return (f"  {label:<22} {r['rate_target']:>6.0f} req/s -> {r['achieved_rps']:>6.1f} "
+            f"p50 {lat['median']:>7.1f} ms  p95 {lat['p95']:>7.1f}  p99 {lat['p99']:>7.1f}  "
+            f"errors {r['errors']}")
+
+
+def find_max_rate(url: str, plan: Path, tmp: Path, args: argparse.Namespace,
+                  steps: list[dict[str, Any]]) -> float | None:
+    """Ladder up until p99 or errors fail, then bisect; return the best passing rate."""
+    good, bad = None, None
+    rate = args.ladder_start
+    while rate <= args.max_rate:
+        r = loadgen(url, plan, rate, args.step_duration, tmp)
+        steps.append(r)
+        print(line("ladder", r), flush=True)
+        if meets(r, args.p99_ms):
+            good, rate = rate, rate * 1.5
+        else:
+            bad = rate
+            break
+    if good is None or bad is None:
+        return good
+    for _ in range(args.bisect):
+        mid = round((good + bad) / 2, -1)
+        if mid in (good, bad):
+            break
+        r = loadgen(url, plan, mid, args.step_duration, tmp)
+        steps.append(r)
+        print(line("bisect", r), flush=True)
+        if meets(r, args.p99_ms):
+            good = mid
+        else:
+            bad = mid
+    return good
+
+
+def run_one(kind: str, db_url: str, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+    from ravada.db import Database
+
+    db = Database(db_url)
+    t0 = time.perf_counter()
+    seeded = seed(db, users=args.users, per_user=args.machines)
+    db.dispose()
+    print(f"[{kind}] seeded {seeded.users} users, {seeded.machines} machines, "
+          f"{seeded.requests} requests in {time.perf_counter() - t0:.1f} s", flush=True)
+    plan = []
+    for _name, token, rids in seeded.logins:
+        auth = {"Authorization": f"Bearer {token}"}
+        plan.append({"kind": "machine-list", "path": args.list_path, "headers": auth})
+        plan.append({"kind": "request-status", "path": args.status_path.format(id=rids[0]),
+                     "headers": auth})
+    plan_file = tmp / "plan.json"
+    plan_file.write_text(json.dumps(plan))
+    health_file = tmp / "health.json"
+    health_file.write_text(json.dumps([{"kind": "healthz", "path": "/healthz"}]))
+
+    front = Front(tmp, db_url, args.workers, args.front_cmd)
+    front.start()
+    try:
+        for entry in plan[:2]:
+            status, body = get(front.url + entry["path"],
+                               entry["headers"]["Authorization"].split()[1])
+            if status != 200:
+                raise RuntimeError(f"GET {entry['path']} as a seeded user gave {status}: "
+                                   f"{body[:300]} -- is the route or the token scheme different?")
+        loadgen(front.url, plan_file, args.rate / 4, 5, tmp)  # warm-up
+        at_target = loadgen(front.url, plan_file, args.rate, args.duration, tmp)
+        print(line(f"{kind} target", at_target), flush=True)
+        baseline = loadgen(front.url, health_file, args.rate, args.duration, tmp)
+        print(line(f"{kind} /healthz", baseline), flush=True)
+        steps: list[dict[str, Any]] = []
+        max_rate = find_max_rate(front.url, plan_file, tmp, args, steps)
+        print(f"  [{kind}] highest rate with p99 <= {args.p99_ms} ms: {max_rate} req/s",
+              flush=True)
+        prof = None
+        if not meets(at_target, args.p99_ms) or args.profile:
+            prof = profile_run(front, plan_file, tmp, args, kind)
+    finally:
+        front.stop()
+    return {"db": kind, "seeded": {"users": seeded.users, "machines": seeded.machines,
+                                   "requests": seeded.requests},
+            "at_target": at_target, "baseline_healthz": baseline, "ladder": steps,
+            "max_rate_p99_ok": max_rate, "profile": prof}
+
+
+def profile_run(front: Front, plan: Path, tmp: Path, args: argparse.Namespace,
+                kind: str) -> str | None:
+    """py-spy over the front while the generator runs at the target rate."""
+    assert front.proc is not None
+    raw = tmp / "profile.raw"
+    try:
+        spy = profile.record(front.proc.pid, args.duration, raw)
+    except RuntimeError as exc:
+        print(f"  no profile: {exc}")
+        return None
+    r = loadgen(front.url, plan, args.rate, args.duration, tmp)
+    print(line(f"{kind} profiled", r), flush=True)
+    _, err = spy.communicate(timeout=args.duration + 30)
+    if not raw.exists():
+        print(f"  py-spy failed: {err.decode(errors='replace')[-500:]}")
+        return None
+    out = results.RESULTS_DIR / f"p4_profile_{kind}.txt"
+    out.write_text(f"py-spy of rvd_front ({kind}) at {args.rate} req/s\n\n"
+                   + profile.summarise(raw), encoding="utf-8")
+    return str(out.relative_to(BENCH))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--db", default="sqlite,mariadb", help="sqlite, mariadb or both (comma)")
+    p.add_argument("--users", type=int, default=1000)
+    p.add_argument("--machines", type=int, default=5, help="machines per user")
+    p.add_argument("--rate", type=float, default=200, help="target rate, req/s")
+    p.add_argument("--p99-ms", type=float, default=100)
+    p.add_argument("--duration", type=float, default=30, help="seconds at the target rate")
+    p.add_argument("--step-duration", type=float, default=15, help="seconds per ladder step")
+    p.add_argument("--ladder-start", type=float, default=100)
+    p.add_argument("--max-rate", type=float, default=3000)
+    p.add_argument("--bisect", type=int, default=3)
+    p.add_argument("--workers", type=int, default=2, help="front.workers (gunicorn)")
+    p.add_argument("--front-cmd", default=str(Path(sys.executable).parent / "rvd_front"),
+                   type=lambda s: s.split(), help="command that starts rvd_front")
+    p.add_argument("--list-path", default="/api/v1/machines")
+    p.add_argument("--status-path", default="/api/v1/requests/{id}")
+    p.add_argument("--profile", action="store_true", help="profile even when the target is met")
+    args = p.parse_args(argv)
+
+    started = results.utc_now()
+    envd = {"machine": benv.machine(), "versions": benv.versions(libvirt_uri=None)}
+    print(benv.describe(envd), flush=True)
+    runs = []
+    mdb = None
+    with tempfile.TemporaryDirectory(prefix="ravada-p4-") as tmpdir:
+        tmp = Path(tmpdir)
+        try:
+            for kind in [k.strip() for k in args.db.split(",") if k.strip()]:
+                sub = tmp / kind
+                sub.mkdir()
+                if kind == "sqlite":
+                    url = f"sqlite:///{sub / 'ravada.db'}"
+                elif kind == "mariadb":
+                    mdb = mdb or MariaDB(tmp / "mariadb-server")
+                    if mdb.proc is None:
+                        (tmp / "mariadb-server").mkdir()
+                        mdb.start()
+                    url = mdb.url()
+                else:
+                    raise SystemExit(f"--db: unknown database {kind!r} (sqlite, mariadb)")
+                runs.append(run_one(kind, url, sub, args))
+        finally:
+            if mdb:
+                mdb.stop()
+
+    rows = []
+    for r in runs:
+        t, b = r["at_target"], r["baseline_healthz"]
+        ok = meets(t, args.p99_ms)
+        rows += [
+            results.row(f"[{r['db']}] p99 at {args.rate:.0f} req/s", t["latency_ms"]["p99"], "ms",
+                        f"<= {args.p99_ms:.0f} ms", ok),
+            results.row(f"[{r['db']}] p50 / p95 at {args.rate:.0f} req/s",
+                        f"{t['latency_ms']['median']:.1f} / {t['latency_ms']['p95']:.1f}", "ms"),
+            results.row(f"[{r['db']}] errors / achieved rate",
+                        f"{t['errors']} / {t['achieved_rps']}", "req/s"),
+            results.row(f"[{r['db']}] median ratio vs /healthz (same run)",
+                        ratio(t["latency_ms"]["median"], b["latency_ms"]["median"])),
+            results.row(f"[{r['db']}] highest rate with p99 <= {args.p99_ms:.0f} ms",
+                        r["max_rate_p99_ok"], "req/s", f">= {args.rate:.0f}",
+                        (r["max_rate_p99_ok"] or 0) >= args.rate),
+        ]
+    data = {"benchmark": "p4_front", "started": started, "finished": results.utc_now(),
+            "env": envd, "params": {k: v for k, v in vars(args).items()}, "runs": runs,
+            "rows": rows}
+    path = results.save("p4_front", data)
+    results.render_readme()
+    print(f"results: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
