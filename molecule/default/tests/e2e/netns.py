@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from typing import Self
 
 PREFIX = "rvde2e"
 _CONNECT_SNIPPET = (
@@ -56,7 +57,8 @@ def remove_stale() -> list[str]:
         if name.startswith(PREFIX):
             subprocess.run(["ip", "netns", "del", name], check=False)
             removed.append(name)
-    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True,
+                           check=False).stdout
     for line in links.splitlines():
         dev = line.split(":")[1].strip().split("@")[0]
         if dev.startswith(PREFIX):
@@ -114,7 +116,7 @@ class BridgeNamespace:
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True, check=False)
         subprocess.run(["ip", "link", "del", self._host_if], capture_output=True, check=False)
 
-    def __enter__(self) -> BridgeNamespace:
+    def __enter__(self) -> Self:
         return self.create()
 
     def __exit__(self, *exc: object) -> None:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Self, TypeVar
 
 T = TypeVar("T")
 _TITLE = re.compile(r'^\s+0x[0-9a-f]+ "(?P<title>[^"]*)":', re.MULTILINE)
@@ -78,7 +78,7 @@ class Xvfb:
                 self.proc.wait()
         self.proc = None
 
-    def __enter__(self) -> Xvfb:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
