@@ -25,9 +25,9 @@ STATES = ("shutdown", "running", "shutdown", "hibernated", "shutdown")
 def token_hash(token: str) -> str:
     """How rvd_front stores a token: its own function when it has one, else SHA-256 hex."""
     try:
-        from ravada.front import tokens  # type: ignore[attr-defined]
+        from ravada.front.accounts import token_hash as front_hash
 
-        return tokens.hash_token(token)
+        return front_hash(token)
     except (ImportError, AttributeError):
         return hashlib.sha256(token.encode()).hexdigest()
 

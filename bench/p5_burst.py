@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""P5: a burst -- 30 users click "Start" at the same moment, each with a token of their own.
+
+Run on the deployed host. Result: how many desktops came up (display info returned, port
+accepting, machine ``running`` in the API), the errors, and the total time from the common
+start to the last desktop, against ``30 x raw single clone / cores`` where the raw single
+clone time is the median of raw libvirt-python rounds measured in this same run.
+
+    python3 bench/p5_burst.py --url https://127.0.0.1 --users 30   # RAVADA_ADMIN_PASSWORD=...
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+import libvirt  # noqa: E402  # type: ignore[import-not-found]
+
+from benchlib import deployed, results  # noqa: E402
+from benchlib import env as benv  # noqa: E402
+from benchlib import raw as braw  # noqa: E402
+from benchlib.api import Api  # noqa: E402
+from benchlib.stats import ratio, summary  # noqa: E402
+
+
+def burst(sess: deployed.Session, clients: list[Api]) -> tuple[list[dict[str, Any]], float]:
+    """All clients click behind one barrier; returns their outcomes and the total time."""
+    barrier = threading.Barrier(len(clients) + 1)
+
+    def one(client: Api) -> dict[str, Any]:
+        barrier.wait()
+        try:
+            out = sess.click(client)
+            out["end"] = time.perf_counter()
+            return out
+        except Exception as exc:  # noqa: BLE001 -- every failure is a result here
+            return {"error": f"{type(exc).__name__}: {exc}", "end": time.perf_counter()}
+
+    with ThreadPoolExecutor(len(clients)) as pool:
+        futures = [pool.submit(one, c) for c in clients]
+        barrier.wait()
+        t0 = time.perf_counter()
+        outcomes = [f.result() for f in futures]
+    total = max(o["end"] for o in outcomes) - t0
+    return outcomes, total
+
+
+def cleanup(admin: Api, outcomes: list[dict[str, Any]]) -> None:
+    """Remove every desktop the burst made: submit all, then wait for all."""
+    ids = []
+    for o in outcomes:
+        if o.get("machine_id"):
+            ids.append(admin.call("action", id=o["machine_id"], action="remove",
+                                  body={})["request_id"])
+    for rid in ids:
+        admin.wait_request(rid, timeout=300)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    deployed.add_options(p)
+    p.add_argument("--users", type=int, default=30)
+    p.add_argument("--raw-rounds", type=int, default=5, help="raw single clones for the baseline")
+    args = p.parse_args(argv)
+
+    started = results.utc_now()
+    sess = deployed.connect(args)
+    envd = deployed.environment(args, sess.admin)
+    print(benv.describe(envd), flush=True)
+    clients = [sess.user("bench-p5") for _ in range(args.users)]
+    conn = libvirt.open(args.libvirt_uri)
+    first = sess.click(clients[0])
+    tpl = braw.template_from_domain(conn, first["machine"])
+    sess.admin.remove(first["machine_id"])
+    raw_s = summary([braw.clone_once(conn, tpl, args.display_kind)["total_s"]
+                     for _ in range(args.raw_rounds)])
+    cores = benv.cpu_count()
+    reference = args.users * raw_s["median"] / cores
+    print(f"raw single clone median {raw_s['median']:.3f} s; reference {args.users} x raw / "
+          f"{cores} cores = {reference:.2f} s", flush=True)
+
+    outcomes, total = burst(sess, clients)
+    errors = [o["error"] for o in outcomes if "error" in o]
+    states = {m["id"]: m["state"] for m in deployed._list(sess.admin.call("machines"))}
+    running = sum(1 for o in outcomes if states.get(o.get("machine_id")) == "running")
+    per_user = summary([o["total_s"] for o in outcomes if "total_s" in o])
+    print(f"burst of {args.users}: {running} running, {len(errors)} errors, total {total:.2f} s "
+          f"(reference {reference:.2f} s, ratio {ratio(total, reference)})", flush=True)
+    for e in errors[:5]:
+        print(f"  error: {e}")
+    cleanup(sess.admin, outcomes)
+    conn.close()
+
+    ok = running == args.users and not errors
+    rows = [
+        results.row("desktops running / errors", f"{running} / {len(errors)}", "",
+                    f"{args.users} / 0", ok),
+        results.row("total time, first click to last desktop", round(total, 3), "s"),
+        results.row(f"reference {args.users} x raw / {cores} cores (same run)",
+                    round(reference, 3), "s"),
+        results.row("ratio total / reference", ratio(total, reference)),
+        results.row("per-user click median / p95",
+                    f"{per_user.get('median', float('nan')):.3f} / "
+                    f"{per_user.get('p95', float('nan')):.3f}", "s"),
+    ]
+    data = {"benchmark": "p5_burst", "started": started, "finished": results.utc_now(),
+            "env": envd, "params": {k: v for k, v in vars(args).items()
+                                    if k not in ("admin_password", "admin_token")},
+            "raw_single": raw_s, "cores": cores, "reference_s": reference, "total_s": total,
+            "running": running, "errors": errors, "per_user": per_user,
+            "outcomes": outcomes, "rows": rows}
+    path = results.save("p5_burst", data)
+    results.render_readme()
+    print(f"results: {path}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
