@@ -216,11 +216,11 @@ def test_browser_console_shows_the_guest(story, target, tmp_path):
     with browser.chromium() as b:
         page = browser.new_page(b)
         page.goto(f"{base}/login")
-        page.fill("input[name=username]", USER_NAME)
+        page.fill("input[name=name]", USER_NAME)
         page.fill("input[name=password]", USER_PASSWORD)
         page.click("button[type=submit], input[type=submit]")
         page.wait_for_load_state()
-        page.goto(f"{base}/machines/{machine_id}/console")
+        page.goto(f"{base}/machine/{machine_id}/console")
         png = browser.wait_canvas_png(page, lambda d: images.stats(d).is_picture(), timeout=45)
         page.screenshot(path=str(target.artifact("browser")))
     stats = images.stats(png)
