@@ -77,7 +77,7 @@ def admin(target) -> api_mod.Api:
     user = target.var("rvd_admin_user")
     password = target.var("rvd_admin_password")
     assert user and password, "inventory lacks rvd_admin_user / rvd_admin_password"
-    return client.login(user, password)
+    return client.login_token(user, password)  # automation: a bearer token
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def user(target, admin) -> api_mod.Api:
     except api_mod.ApiError as exc:
         if exc.status != 409:  # already there from an earlier verify run
             raise
-    return api_mod.Api(target.ip).login(USER_NAME, USER_PASSWORD)
+    return api_mod.Api(target.ip).login(USER_NAME, USER_PASSWORD)  # a session + CSRF token
 
 
 def _by_name(machines: list[dict[str, Any]], name: str) -> dict[str, Any] | None:

@@ -1,9 +1,11 @@
 """A client of rvd_front's JSON API (``/api/v1``) as an automation user sees it.
 
 Over HTTPS through Apache (the self-signed certificate is accepted: the test
-runs against a fresh container). Authentication: ``login`` opens a session
-(cookie) and keeps the CSRF token the API hands out, which is sent back on
-every state-changing call. Nothing here touches the database: every action is
+runs against a fresh container). Authentication, both kinds the API offers:
+``login`` opens a session (``POST /session``: cookie) and keeps the CSRF token
+it hands out, sent back as ``X-CSRFToken`` on every state-changing call;
+``login_token`` trades name and password for a bearer token
+(``POST /tokens``), which needs no CSRF token. Nothing here touches the database: every action is
 a request the product itself accepts or refuses.
 """
 
@@ -72,8 +74,14 @@ class Api:
     # ------------------------------------------------------------ auth
     def login(self, username: str, password: str) -> Api:
         """Open a session; remember the CSRF token for later state-changing calls."""
-        data = self.post("/login", {"username": username, "password": password})
-        self.csrf = data.get("csrf_token") or self.session.cookies.get("csrf_token")
+        data = self.post("/session", {"name": username, "password": password})
+        self.csrf = data["csrf_token"]
+        return self
+
+    def login_token(self, username: str, password: str) -> Api:
+        """Get a bearer token for *username* and use it (no cookie, no CSRF token)."""
+        data = self.post("/tokens", {"name": username, "password": password, "label": "e2e"})
+        self.session.headers["Authorization"] = f"Bearer {data['token']}"
         return self
 
     def openapi(self) -> dict[str, Any]:
@@ -85,8 +93,9 @@ class Api:
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
-            req = self.get(f"/requests/{request_id}", params={"wait": max(0, min(left, 20))},
-                           timeout=self.timeout + 25)
+            wait = round(max(0.0, min(left, 25.0)), 1)
+            req = self.get(f"/requests/{request_id}", params={"wait": wait},
+                           timeout=self.timeout + 30)
             if req["status"] in FINAL or left <= 0:
                 return req
 
@@ -123,12 +132,19 @@ class Api:
         return self.get("/bases")
 
     def start_base(self, base_id: int) -> dict[str, Any]:
-        """The user's click on "Start": ``{request_id, command, machine_id}``."""
+        """The user's click on "Start": ``{request_id, status, machine_id, display, request}``.
+
+        Answers at once (202 while the request is pending); 409 when it failed.
+        """
         return self.post(f"/bases/{base_id}/start")
 
     def open_display(self, machine_id: int) -> dict[str, Any]:
         """A fresh one-time password and a firewall opening for this client's IP."""
-        return self.post(f"/machines/{machine_id}/display")
+        return self.get(f"/machines/{machine_id}/display")
+
+    def console_ticket(self, machine_id: int) -> dict[str, Any]:
+        """The browser console's signed websocket ticket."""
+        return self.get(f"/machines/{machine_id}/console")
 
     def vv_file(self, machine_id: int) -> str:
         """The ``.vv`` file the display page offers for download."""
