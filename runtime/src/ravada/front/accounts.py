@@ -1,0 +1,202 @@
+"""Logins (with rate limiting), users and API tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ravada.db import ApiToken, LoginAttempt, User, utcnow
+from ravada.front import settings, validate
+from ravada.front.auth_backends import authenticate
+from ravada.front.errors import (
+    BadInput,
+    Conflict,
+    Forbidden,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+)
+from ravada.front.security import hash_password
+from ravada.front.state import FrontState, Viewer, iso_time
+
+BAD_LOGIN = "Invalid user name or password."
+TOKEN_PREFIX = "rvd_"
+TOKEN_TOUCH_SECONDS = 60  # last_used_at is refreshed at most this often
+
+
+def viewer_of(user: User) -> Viewer:
+    return Viewer(id=user.id, name=user.name, is_admin=user.is_admin)
+
+
+def user_json(u: User) -> dict[str, Any]:
+    return {"id": u.id, "name": u.name, "is_admin": u.is_admin, "is_disabled": u.is_disabled,
+            "auth_backend": u.auth_backend, "created_at": iso_time(u.created_at),
+            "last_login_at": iso_time(u.last_login_at)}
+
+
+# ---------------------------------------------------------------- login
+
+def retry_after(s: Session, client_ip: str, username: str) -> int:
+    """Seconds to wait before another login try (0: allowed).
+
+    Failures are counted per client address and per user name, whether the user
+    exists or not, so the answer tells nothing about which names exist.
+    """
+    conf = settings.get_all(s)
+    window, limit = conf["login_window_seconds"], conf["login_max_failures"]
+    since = utcnow() - timedelta(seconds=window)
+    failed = (LoginAttempt.ok.is_(False), LoginAttempt.at >= since)
+    for cond in (LoginAttempt.client_ip == client_ip, LoginAttempt.username == username[:64]):
+        count, oldest = s.execute(select(func.count(), func.min(LoginAttempt.at))
+                                  .where(cond, *failed)).one()
+        if count >= limit:
+            return max(1, int(window - (utcnow() - oldest).total_seconds()) + 1)
+    return 0
+
+
+def login(fs: FrontState, username: Any, password: Any, client_ip: str) -> Viewer:
+    """Check credentials through the auth backends; record the attempt either way."""
+    if not isinstance(username, str) or not isinstance(password, str):
+        raise BadInput("name and password must be strings")
+    if len(password) > validate.PASSWORD_MAX or len(username) > 256:
+        password = ""  # never spend argon2 time on megabytes
+    with fs.db.session() as s:
+        wait = retry_after(s, client_ip, username)
+        if wait:
+            raise TooManyRequests(f"Too many failed logins; try again in {wait} s.",
+                                  headers={"Retry-After": str(wait)})
+        user = authenticate(s, username, password) if password else None
+        ok = user is not None and not user.is_disabled
+        s.add(LoginAttempt(client_ip=client_ip[:45], username=username[:64], ok=ok, at=utcnow()))
+        if not ok or user is None:
+            s.commit()
+            raise Unauthorized(BAD_LOGIN)
+        user.last_login_at = utcnow()
+        return viewer_of(user)
+
+
+def load_viewer(s: Session, user_id: Any) -> Viewer | None:
+    """The session's user, when it still exists and is enabled."""
+    if not isinstance(user_id, int):
+        return None
+    user = s.get(User, user_id)
+    return viewer_of(user) if user is not None and not user.is_disabled else None
+
+
+# ---------------------------------------------------------------- users
+
+def list_users(s: Session) -> list[dict[str, Any]]:
+    return [user_json(u) for u in s.scalars(select(User).order_by(User.name))]
+
+
+def create_user(fs: FrontState, viewer: Viewer, data: dict[str, Any]) -> dict[str, Any]:
+    _admin(viewer)
+    name = validate.username(data.get("name"))
+    password = validate.password(data.get("password"))
+    is_admin = validate.boolean(data.get("is_admin", False), "is_admin")
+    with fs.db.session() as s:
+        if s.scalar(select(User.id).where(User.name == name)) is not None:
+            raise Conflict(f"a user named {name} already exists")
+        user = User(name=name, password_hash=hash_password(password), is_admin=is_admin,
+                    auth_backend="local")
+        s.add(user)
+        s.flush()
+        return user_json(user)
+
+
+def update_user(fs: FrontState, viewer: Viewer, user_id: int,
+                data: dict[str, Any]) -> dict[str, Any]:
+    """Admin: change is_admin, is_disabled and/or the password of a user."""
+    _admin(viewer)
+    unknown = set(data) - {"is_admin", "is_disabled", "password"}
+    if unknown:
+        raise BadInput(f"unknown field(s): {', '.join(sorted(unknown))[:200]}")
+    changes: dict[str, Any] = {}
+    for key in ("is_admin", "is_disabled"):
+        if key in data:
+            changes[key] = validate.boolean(data[key], key)
+    if "password" in data:
+        changes["password_hash"] = hash_password(validate.password(data["password"]))
+    if user_id == viewer.id and (changes.get("is_disabled") or changes.get("is_admin") is False):
+        raise Conflict("you cannot disable yourself or drop your own admin flag")
+    with fs.db.session() as s:
+        user = s.get(User, user_id) if 0 < user_id < 2**31 else None
+        if user is None:
+            raise NotFound(f"no user {user_id}")
+        for key, value in changes.items():
+            setattr(user, key, value)
+        if changes.get("is_disabled"):
+            s.execute(ApiToken.__table__.delete().where(ApiToken.user_id == user.id))
+        s.flush()
+        return user_json(user)
+
+
+def change_own_password(fs: FrontState, viewer: Viewer, old: Any, new: Any) -> None:
+    new_pw = validate.password(new, "new_password")
+    with fs.db.session() as s:
+        user = s.get(User, viewer.id)
+        if user is None or not isinstance(old, str) or authenticate(s, user.name, old) is None:
+            raise Forbidden("the current password is wrong")
+        user.password_hash = hash_password(new_pw)
+
+
+def _admin(viewer: Viewer) -> None:
+    if not viewer.is_admin:
+        raise Forbidden("administrators only")
+
+
+# ---------------------------------------------------------------- API tokens
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+
+
+def create_token(fs: FrontState, viewer: Viewer, name: Any) -> dict[str, Any]:
+    """A new bearer token; the plain text is returned once, only its sha256 is stored."""
+    label = validate.text(name if name is not None else "", "name", min_len=0, max_len=64)
+    plain = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    with fs.db.session() as s:
+        row = ApiToken(user_id=viewer.id, name=label, token_hash=token_hash(plain),
+                       created_at=utcnow())
+        s.add(row)
+        s.flush()
+        return {**token_json(row), "token": plain}
+
+
+def token_json(t: ApiToken) -> dict[str, Any]:
+    return {"id": t.id, "name": t.name, "created_at": iso_time(t.created_at),
+            "last_used_at": iso_time(t.last_used_at)}
+
+
+def list_tokens(s: Session, viewer: Viewer) -> list[dict[str, Any]]:
+    rows = s.scalars(select(ApiToken).where(ApiToken.user_id == viewer.id).order_by(ApiToken.id))
+    return [token_json(t) for t in rows]
+
+
+def delete_token(fs: FrontState, viewer: Viewer, token_id: int) -> None:
+    with fs.db.session() as s:
+        row = s.get(ApiToken, token_id) if 0 < token_id < 2**31 else None
+        if row is None or row.user_id != viewer.id:
+            raise NotFound(f"no token {token_id}")
+        s.delete(row)
+
+
+def viewer_for_token(fs: FrontState, token: str) -> Viewer | None:
+    """The enabled user a bearer token belongs to."""
+    if not token.startswith(TOKEN_PREFIX) or len(token) > 128:
+        return None
+    with fs.db.session() as s:
+        row = s.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash(token)))
+        if row is None:
+            return None
+        viewer = load_viewer(s, row.user_id)
+        now = utcnow()
+        if viewer and (row.last_used_at is None
+                       or (now - row.last_used_at).total_seconds() > TOKEN_TOUCH_SECONDS):
+            row.last_used_at = now
+        return viewer

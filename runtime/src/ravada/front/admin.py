@@ -1,0 +1,142 @@
+"""Administration pages: machines, users, the requests log and settings (plain forms + CSRF)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+
+from ravada import queue
+from ravada.front import accounts, machines, settings, web
+from ravada.front.errors import BadInput, FrontError
+from ravada.front.state import front
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+MACHINE_ACTIONS = machines.ADMIN_ACTIONS + (
+    "start", "shutdown", "force_shutdown", "hibernate", "reboot", "resume", "remove")
+
+
+def _back(endpoint: str, **kw: Any) -> Any:
+    return redirect(url_for(endpoint, **kw))
+
+
+def _flash_error(exc: FrontError) -> None:
+    flash(exc.detail, "error")
+
+
+@bp.get("/")
+@web.admin_required
+def home() -> Any:
+    return _back("admin.machines_page")
+
+
+@bp.get("/machines")
+@web.admin_required
+def machines_page() -> Any:
+    with front().db.sessionmaker() as s:
+        tree = machines.machine_tree(machines.list_machines(s, web.current()))
+    return render_template("admin/machines.html", tree=tree, isos=machines.list_isos(front()),
+                           actions=MACHINE_ACTIONS)
+
+
+@bp.post("/machines")
+@web.admin_required
+def machines_create() -> Any:
+    try:
+        rid = machines.create_machine(front(), web.current(), request.form.to_dict())
+        flash(f"Creating {request.form.get('name')} (request {rid}).", "ok")
+    except FrontError as exc:
+        _flash_error(exc)
+    return _back("admin.machines_page")
+
+
+@bp.post("/machines/<id:machine_id>")
+@web.admin_required
+def machine_post(machine_id: int) -> Any:
+    action = request.form.get("action", "")
+    try:
+        if action in ("public", "private"):
+            m = machines.set_public(front(), web.current(), machine_id, action == "public")
+            flash(f"{m['name']} is now {'public' if m['is_public'] else 'private'}.", "ok")
+        elif action in MACHINE_ACTIONS:
+            rid = machines.machine_action(front(), web.current(), machine_id, action,
+                                          web.client_ip())
+            flash(f"{action.replace('_', ' ').capitalize()} requested (request {rid}).", "ok")
+        else:
+            raise BadInput("unknown action")
+    except FrontError as exc:
+        _flash_error(exc)
+    return _back("admin.machines_page")
+
+
+@bp.get("/users")
+@web.admin_required
+def users_page() -> Any:
+    with front().db.sessionmaker() as s:
+        users = accounts.list_users(s)
+    return render_template("admin/users.html", users=users)
+
+
+@bp.post("/users")
+@web.admin_required
+def users_create() -> Any:
+    form = request.form.to_dict()
+    form["is_admin"] = "is_admin" in request.form
+    try:
+        u = accounts.create_user(front(), web.current(), form)
+        flash(f"User {u['name']} created.", "ok")
+    except FrontError as exc:
+        _flash_error(exc)
+    return _back("admin.users_page")
+
+
+@bp.post("/users/<id:user_id>")
+@web.admin_required
+def user_post(user_id: int) -> Any:
+    op = request.form.get("op", "")
+    changes: dict[str, Any] = {
+        "admin": {"is_admin": True}, "unadmin": {"is_admin": False},
+        "disable": {"is_disabled": True}, "enable": {"is_disabled": False},
+        "password": {"password": request.form.get("password", "")},
+    }.get(op, {})
+    try:
+        if not changes:
+            raise BadInput("unknown operation")
+        u = accounts.update_user(front(), web.current(), user_id, changes)
+        flash(f"User {u['name']} updated.", "ok")
+    except FrontError as exc:
+        _flash_error(exc)
+    return _back("admin.users_page")
+
+
+@bp.get("/requests")
+@web.admin_required
+def requests_page() -> Any:
+    status = request.args.get("status") or None
+    if status not in (None, queue.REQUESTED, queue.WORKING, queue.DONE, queue.FAILED):
+        status = None
+    with front().db.sessionmaker() as s:
+        rows = machines.list_requests(s, web.current(), status=status, limit=200)
+    return render_template("admin/requests.html", rows=rows, status=status)
+
+
+@bp.get("/settings")
+@web.admin_required
+def settings_page() -> Any:
+    with front().db.sessionmaker() as s:
+        values = settings.get_all(s)
+    return render_template("admin/settings.html", values=values, keys=settings.KEYS)
+
+
+@bp.post("/settings")
+@web.admin_required
+def settings_post() -> Any:
+    changes = {k: request.form[k] for k in settings.KEYS if k in request.form}
+    try:
+        with front().db.session() as s:
+            settings.update(s, changes)
+        flash("Settings saved.", "ok")
+    except FrontError as exc:
+        _flash_error(exc)
+    return _back("admin.settings_page")
+

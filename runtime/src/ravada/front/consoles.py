@@ -1,0 +1,52 @@
+"""Browser-console tickets: display info + a signed token + the websocket URL for noVNC."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import request
+
+from ravada import console
+from ravada.config import parse_listen
+from ravada.front import machines
+from ravada.front.state import FrontState, Viewer
+
+ANY_ADDRESS = ("", "0.0.0.0", "::", "[::]")
+
+
+def _host_only(host: str) -> str:
+    if host.startswith("["):
+        return host.split("]")[0] + "]"
+    return host.rpartition(":")[0] if ":" in host else host
+
+
+def ws_url(fs: FrontState, configured: str, token: str) -> str:
+    """Where noVNC connects: the ``console_ws_url`` setting, else derived from the request.
+
+    Through a trusted proxy (Apache) it is ``wss://<host>/console/ws``; without one
+    it is rvd_console's own port on the host the browser used.
+    """
+    if configured:
+        base = configured
+    elif request.environ.get("ravada.proxied"):
+        base = f"{'wss' if request.is_secure else 'ws'}://{request.host}/console/ws"
+    else:
+        _, port = parse_listen(fs.config.console.listen)
+        base = f"ws://{_host_only(request.host)}:{port}/"
+    return f"{base}{'&' if '?' in base else '?'}token={token}"
+
+
+def ticket(fs: FrontState, viewer: Viewer, machine_id: int, client_ip: str,
+           configured_url: str, wait: float = 10.0) -> dict[str, Any]:
+    """Open the display for the viewer and sign a console token for its VNC port."""
+    info, m = machines.open_display(fs, viewer, machine_id, client_ip, wait)
+    listen = (m.display or {}).get("listen") or ""
+    host = "127.0.0.1" if listen in ANY_ADDRESS else listen
+    port = (info.get("vnc") or {}).get("port") or (m.display or {}).get("vnc")
+    token = console.make_token(fs.secret_key, user_id=viewer.id, machine_id=machine_id,
+                               host=host, port=int(port),
+                               lifetime=fs.config.console.token_lifetime)
+    return {"machine": {"id": m.id, "name": m.name}, "password": info.get("password"),
+            "expires": info.get("expires"), "token": token,
+            "token_lifetime": min(fs.config.console.token_lifetime, console.MAX_LIFETIME),
+            "ws_url": ws_url(fs, configured_url, token)}

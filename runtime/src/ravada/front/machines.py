@@ -1,0 +1,351 @@
+"""Machines, bases, displays and requests: what both the pages and the API do.
+
+Every function takes the viewer and checks what they may see or do; a machine
+that is not the viewer's (and the viewer is no admin) is "not found".
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, aliased
+
+from ravada import queue
+from ravada.db import Machine, Request, User
+from ravada.front import validate
+from ravada.front.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
+from ravada.front.state import FrontState, Viewer, iso_time
+
+MAX_ID = 2**31 - 1
+PENDING = (queue.REQUESTED, queue.WORKING)
+USER_ACTIONS = ("start", "shutdown", "hibernate", "reboot", "resume", "force_shutdown", "remove")
+ADMIN_ACTIONS = ("prepare_base", "remove_base")
+# Machine states each action needs (None: any state).
+ACTION_STATES: dict[str, tuple[str, ...] | None] = {
+    "start": ("shutdown", "hibernated", "unknown"),
+    "shutdown": ("running", "paused"),
+    "hibernate": ("running",),
+    "reboot": ("running",),
+    "resume": ("paused",),
+    "force_shutdown": ("running", "paused", "unknown"),
+    "remove": ("shutdown", "running", "paused", "hibernated", "failed", "unknown"),
+    "prepare_base": ("shutdown",),
+    "remove_base": ("shutdown",),
+}
+DISPLAY_STATES = ("running", "paused")
+
+
+# ---------------------------------------------------------------- views
+
+def machine_json(m: Machine, owner: str | None = None) -> dict[str, Any]:
+    return {
+        "id": m.id, "name": m.name, "state": m.state, "owner_id": m.owner_id, "owner": owner,
+        "base_id": m.base_id, "is_base": m.is_base, "is_public": m.is_public,
+        "memory_mb": m.memory_mb, "vcpus": m.vcpus, "disk_gb": m.disk_gb, "iso": m.iso,
+        "description": m.description, "created_at": iso_time(m.created_at),
+    }
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: ("***" if k == "password" else _redact(v)) for k, v in value.items()}
+    return value
+
+
+def request_json(r: Request, viewer: Viewer | None = None) -> dict[str, Any]:
+    """A request row; display passwords are hidden from everyone but its submitter."""
+    duration = None
+    if r.finished_at is not None:
+        duration = round((r.finished_at - r.created_at).total_seconds(), 3)
+    result = r.result
+    if viewer is not None and r.user_id != viewer.id:
+        result = _redact(result)
+    return {
+        "id": r.id, "command": r.command, "status": r.status, "error": r.error,
+        "result": result, "machine_id": r.machine_id, "user_id": r.user_id,
+        "created_at": iso_time(r.created_at), "started_at": iso_time(r.started_at),
+        "finished_at": iso_time(r.finished_at), "duration_s": duration,
+    }
+
+
+def display_from_result(result: Any) -> dict[str, Any] | None:
+    """The display info in a request result (the result itself, or its ``display`` key)."""
+    if not isinstance(result, dict):
+        return None
+    if isinstance(result.get("display"), dict) and "password" in result["display"]:
+        return result["display"]
+    return result if "password" in result and "host" in result else None
+
+
+def machine_id_from(req: Request) -> int | None:
+    """The machine a request is about: its own, or the clone a ``clone`` created."""
+    if req.command == "clone":
+        result = req.result if isinstance(req.result, dict) else {}
+        mid = result.get("machine_id")
+        return mid if isinstance(mid, int) else None
+    return req.machine_id
+
+
+# ---------------------------------------------------------------- lookups
+
+def visible_machine(s: Session, viewer: Viewer, machine_id: int) -> Machine:
+    """The machine when the viewer owns it or is an admin; else NotFound."""
+    m = s.get(Machine, machine_id) if 0 < machine_id <= MAX_ID else None
+    if m is None or (not viewer.is_admin and m.owner_id != viewer.id):
+        raise NotFound(f"no machine {machine_id}")
+    return m
+
+
+def list_machines(s: Session, viewer: Viewer) -> list[dict[str, Any]]:
+    """The viewer's machines (every machine for admins), bases first, clones after their base."""
+    owner = aliased(User)
+    q = select(Machine, owner.name).outerjoin(owner, Machine.owner_id == owner.id)
+    if not viewer.is_admin:
+        q = q.where(Machine.owner_id == viewer.id)
+    rows = s.execute(q.order_by(Machine.id)).all()
+    return [machine_json(m, name) for m, name in rows]
+
+
+def machine_tree(machines: list[dict[str, Any]]) -> list[tuple[dict[str, Any], int]]:
+    """(machine, depth) in tree order: each base followed by its clones."""
+    children: dict[int | None, list[dict[str, Any]]] = {}
+    ids = {m["id"] for m in machines}
+    for m in machines:
+        parent = m["base_id"] if m["base_id"] in ids else None
+        children.setdefault(parent, []).append(m)
+    out: list[tuple[dict[str, Any], int]] = []
+
+    def walk(parent: int | None, depth: int) -> None:
+        for m in children.get(parent, []):
+            out.append((m, depth))
+            if depth < 20:
+                walk(m["id"], depth + 1)
+
+    walk(None, 0)
+    return out
+
+
+def _pending(s: Session, command: str, machine_id: int, user_id: int) -> Request | None:
+    return s.scalar(select(Request).where(
+        Request.command == command, Request.machine_id == machine_id,
+        Request.user_id == user_id, Request.status.in_(PENDING)).order_by(Request.id.desc()))
+
+
+def list_bases(s: Session, viewer: Viewer) -> list[dict[str, Any]]:
+    """Bases the viewer may use (public ones; all for admins) with the viewer's own clone."""
+    q = select(Machine).where(Machine.is_base.is_(True))
+    if not viewer.is_admin:
+        q = q.where(Machine.is_public.is_(True))
+    out = []
+    for base in s.scalars(q.order_by(Machine.name)):
+        clone = s.scalar(select(Machine).where(Machine.base_id == base.id,
+                                               Machine.owner_id == viewer.id).order_by(Machine.id))
+        pending = _pending(s, "clone", base.id, viewer.id)
+        out.append({
+            "id": base.id, "name": base.name, "description": base.description,
+            "is_public": base.is_public,
+            "clone": machine_json(clone) if clone else None,
+            "pending_request": pending.id if pending else None,
+        })
+    return out
+
+
+# ---------------------------------------------------------------- requests
+
+def submit(fs: FrontState, command: str, args: dict[str, Any], *, machine_id: int | None,
+           user_id: int) -> int:
+    return queue.submit(fs.db, fs.config.queue.socket, command, args,
+                        machine_id=machine_id, user_id=user_id)
+
+
+def get_request(fs: FrontState, viewer: Viewer, req_id: int, wait: float = 0.0) -> Request:
+    """A request the viewer submitted (any for admins), after waiting up to ``wait`` s."""
+    with fs.db.sessionmaker() as s:
+        r = s.get(Request, req_id) if 0 < req_id <= MAX_ID else None
+        if r is None or (not viewer.is_admin and r.user_id != viewer.id):
+            raise NotFound(f"no request {req_id}")
+        if r.status in queue.FINAL or wait <= 0:
+            return r
+    return queue.wait_for(fs.db, req_id, wait)
+
+
+def list_requests(s: Session, viewer: Viewer, *, status: str | None = None,
+                  command: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    q = select(Request)
+    if not viewer.is_admin:
+        q = q.where(Request.user_id == viewer.id)
+    if status:
+        q = q.where(Request.status == status)
+    if command:
+        q = q.where(Request.command == command)
+    return [request_json(r, viewer) for r in s.scalars(q.order_by(Request.id.desc()).limit(limit))]
+
+
+# ---------------------------------------------------------------- actions
+
+def start_base(fs: FrontState, viewer: Viewer, base_id: int, client_ip: str) -> dict[str, Any]:
+    """The user's "Start" on a base: clone it, or start/open the clone they have.
+
+    A click while the same request is still pending returns that request again.
+    """
+    with fs.db.session() as s:
+        base = s.get(Machine, base_id) if 0 < base_id <= MAX_ID else None
+        if base is None or not base.is_base or not (base.is_public or viewer.is_admin):
+            raise NotFound(f"no base {base_id}")
+        clone = s.scalar(select(Machine).where(Machine.base_id == base.id,
+                                               Machine.owner_id == viewer.id).order_by(Machine.id))
+        if clone is None:
+            pending = _pending(s, "clone", base.id, viewer.id)
+            if pending:
+                return {"request_id": pending.id, "command": "clone", "machine_id": None}
+            command, target = "clone", base.id
+            args: dict[str, Any] = {"user_id": viewer.id, "start": True, "client_ip": client_ip}
+        else:
+            if clone.state in ("creating", "removing", "failed"):
+                raise Conflict(f"your desktop {clone.name} is {clone.state}")
+            command = {"running": "open_display", "paused": "resume"}.get(clone.state, "start")
+            pending = _pending(s, command, clone.id, viewer.id)
+            if pending:
+                return {"request_id": pending.id, "command": command, "machine_id": clone.id}
+            target = clone.id
+            args = {} if command == "resume" else {"client_ip": client_ip}
+    rid = submit(fs, command, args, machine_id=target, user_id=viewer.id)
+    return {"request_id": rid, "command": command,
+            "machine_id": None if command == "clone" else target}
+
+
+def machine_action(fs: FrontState, viewer: Viewer, machine_id: int, action: str,
+                   client_ip: str = "", timeout: int | None = None) -> int:
+    """Submit ``action`` for a machine the viewer may act on; returns the request id."""
+    if action not in USER_ACTIONS + ADMIN_ACTIONS:
+        raise NotFound(f"no action {action}")
+    if action in ADMIN_ACTIONS and not viewer.is_admin:
+        raise Forbidden(f"{action} is for administrators")
+    with fs.db.session() as s:
+        m = visible_machine(s, viewer, machine_id)
+        if m.is_base and action in ("remove", "start") and not viewer.is_admin:
+            raise Forbidden(f"{action} of a base is for administrators")
+        allowed = ACTION_STATES.get(action)
+        if allowed is not None and m.state not in allowed:
+            raise Conflict(f"cannot {action.replace('_', ' ')} {m.name}: it is {m.state}")
+        if action == "prepare_base" and m.is_base:
+            raise Conflict(f"{m.name} is already a base")
+        if action == "remove_base" and not m.is_base:
+            raise Conflict(f"{m.name} is not a base")
+        if action in ("remove", "remove_base"):
+            clones = s.scalar(select(func.count()).select_from(Machine)
+                              .where(Machine.base_id == m.id))
+            if clones:
+                raise Conflict(f"{m.name} has {clones} clone(s); remove them first")
+        pending = _pending(s, action, m.id, viewer.id)
+        if pending:
+            return pending.id
+    args: dict[str, Any] = {}
+    if action == "start" and client_ip:
+        args["client_ip"] = client_ip
+    if action == "shutdown" and timeout is not None:
+        args["timeout"] = timeout
+    return submit(fs, action, args, machine_id=machine_id, user_id=viewer.id)
+
+
+def set_public(fs: FrontState, viewer: Viewer, machine_id: int, public: bool) -> dict[str, Any]:
+    """Make a base public (listed for every user) or private: a direct flag change."""
+    if not viewer.is_admin:
+        raise Forbidden("only administrators publish bases")
+    with fs.db.session() as s:
+        m = visible_machine(s, viewer, machine_id)
+        if not m.is_base:
+            raise Conflict(f"{m.name} is not a base; prepare it first")
+        m.is_public = public
+        s.flush()
+        return machine_json(m)
+
+
+def list_isos(fs: FrontState) -> list[str]:
+    """ISO images in ``front.iso_dir`` (file names only)."""
+    try:
+        names = os.listdir(fs.config.front.iso_dir)
+    except OSError:
+        return []
+    d = Path(fs.config.front.iso_dir)
+    return sorted(n for n in names if n.lower().endswith(".iso") and (d / n).is_file())
+
+
+def create_machine(fs: FrontState, viewer: Viewer, data: dict[str, Any]) -> int:
+    """Admin: submit ``create`` from an ISO of iso_dir and/or a blank disk."""
+    if not viewer.is_admin:
+        raise Forbidden("only administrators create machines")
+    name = validate.machine_name(data.get("name"))
+    iso = data.get("iso") or None
+    if iso is not None:
+        iso = validate.text(iso, "iso", max_len=255)
+        if iso not in list_isos(fs):
+            raise Invalid(f"iso: no ISO named {iso!r} in {fs.config.front.iso_dir}")
+    args = {
+        "name": name, "iso": iso,
+        "memory_mb": validate.integer(data.get("memory_mb", 2048), "memory_mb", lo=128, hi=262144),
+        "vcpus": validate.integer(data.get("vcpus", 1), "vcpus", lo=1, hi=64),
+        "disk_gb": validate.integer(data.get("disk_gb", 10), "disk_gb", lo=1, hi=4096),
+        "owner_id": viewer.id,
+    }
+    with fs.db.session() as s:
+        if s.scalar(select(Machine.id).where(Machine.name == name)) is not None:
+            raise Conflict(f"a machine named {name} already exists")
+        pending = s.scalars(select(Request).where(
+            Request.command == "create", Request.status.in_(PENDING))).all()
+        if any((r.args or {}).get("name") == name for r in pending):
+            raise Conflict(f"a machine named {name} is already being created")
+    return submit(fs, "create", args, machine_id=None, user_id=viewer.id)
+
+
+# ---------------------------------------------------------------- display
+
+def open_display(fs: FrontState, viewer: Viewer, machine_id: int, client_ip: str,
+                 wait: float = 10.0) -> tuple[dict[str, Any], Machine]:
+    """Ask the backend for a fresh password and firewall opening for ``client_ip``; wait for it."""
+    with fs.db.sessionmaker() as s:
+        m = visible_machine(s, viewer, machine_id)
+        if m.state not in DISPLAY_STATES:
+            raise Conflict(f"{m.name} is {m.state}; start it first", extra={"state": m.state})
+    rid = submit(fs, "open_display", {"client_ip": client_ip}, machine_id=machine_id,
+                 user_id=viewer.id)
+    req = queue.wait_for(fs.db, rid, wait)
+    if req.status == queue.FAILED:
+        raise Conflict(f"the display could not be opened: {req.error}", extra={"request_id": rid})
+    info = display_from_result(req.result) if req.status == queue.DONE else None
+    if info is None:
+        if req.status == queue.DONE:
+            raise Unavailable("the backend returned no display information",
+                              extra={"request_id": rid})
+        raise Unavailable(f"the backend did not answer within {wait:g} s; try again",
+                          extra={"request_id": rid})
+    return info, m
+
+
+def request_screenshot(fs: FrontState, viewer: Viewer, machine_id: int) -> int:
+    with fs.db.sessionmaker() as s:
+        m = visible_machine(s, viewer, machine_id)
+        if m.state not in DISPLAY_STATES:
+            raise Conflict(f"{m.name} is {m.state}; no screen to capture")
+        pending = _pending(s, "screenshot", m.id, viewer.id)
+        if pending:
+            return pending.id
+    return submit(fs, "screenshot", {}, machine_id=machine_id, user_id=viewer.id)
+
+
+def screenshot_path(fs: FrontState, viewer: Viewer, machine_id: int) -> Path:
+    """The PNG of the newest finished screenshot of a machine the viewer may see."""
+    with fs.db.sessionmaker() as s:
+        visible_machine(s, viewer, machine_id)
+        req = s.scalar(select(Request).where(
+            Request.command == "screenshot", Request.machine_id == machine_id,
+            Request.status == queue.DONE).order_by(Request.id.desc()))
+    result = req.result if req is not None else None
+    path = result if isinstance(result, str) else (
+        (result or {}).get("path") if isinstance(result, dict) else None)
+    if not isinstance(path, str) or not path.endswith(".png") or not Path(path).is_file():
+        raise NotFound("no screenshot yet")
+    return Path(path)

@@ -1,0 +1,202 @@
+"""The OpenAPI 3 document of /api/v1 (a test checks it against the real url_map)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ravada.front.machines import ADMIN_ACTIONS, USER_ACTIONS
+
+P = "/api/v1"
+_obj = {"type": "object"}
+_int, _str, _bool = {"type": "integer"}, {"type": "string"}, {"type": "boolean"}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _list(name: str) -> dict[str, Any]:
+    return {"type": "array", "items": _ref(name)}
+
+
+# method, path, summary, tag, response schema, options
+ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, Any]]] = [
+    ("get", "/openapi.json", "This document", "meta", _obj, {"public": True}),
+    ("post", "/session", "Log in (sets the session cookie; returns the CSRF token)", "auth",
+     _ref("SessionInfo"), {"public": True, "body": _ref("Credentials")}),
+    ("get", "/session", "Who am I (and the CSRF token for cookie sessions)", "auth",
+     _ref("SessionInfo"), {}),
+    ("delete", "/session", "Log out", "auth", None, {"status": "204"}),
+    ("post", "/password", "Change my password", "auth", None,
+     {"status": "204", "body": {"type": "object", "required": ["password", "new_password"],
+                                "properties": {"password": _str, "new_password": _str}}}),
+    ("get", "/tokens", "My API tokens", "auth", _list("Token"), {}),
+    ("post", "/tokens", "Create an API token (with a session, a token, or {name, password})",
+     "auth", _ref("NewToken"), {"public": True, "status": "201", "body": {
+         "type": "object", "properties": {"name": _str, "password": _str, "label": _str}}}),
+    ("delete", "/tokens/{token_id}", "Revoke one of my API tokens", "auth", None,
+     {"status": "204"}),
+    ("get", "/bases", "Bases I may use, with the state of my own clone", "desktops",
+     _list("Base"), {}),
+    ("post", "/bases/{base_id}/start", "Start my desktop from a base (clone on first use)",
+     "desktops", _ref("StartReply"), {"wait": True, "status": "202"}),
+    ("get", "/machines", "My machines (every machine for admins)", "machines",
+     _list("Machine"), {}),
+    ("post", "/machines", "Create a machine from an ISO of iso_dir or a blank disk (admin)",
+     "machines", _ref("RequestReply"), {"wait": True, "status": "202", "admin": True,
+                                        "body": _ref("NewMachine")}),
+    ("get", "/machines/{machine_id}", "One machine", "machines", _ref("Machine"), {}),
+    ("get", "/machines/{machine_id}/display",
+     "Open the display for my address (fresh password, firewall) and return its info",
+     "desktops", _ref("Display"), {"wait": True}),
+    ("get", "/machines/{machine_id}/display.vv", "remote-viewer file (SPICE, or SPICE-TLS)",
+     "desktops", None, {"wait": True, "mime": "application/x-virt-viewer"}),
+    ("get", "/machines/{machine_id}/console", "Browser-console ticket (noVNC token and URL)",
+     "desktops", _ref("ConsoleTicket"), {"wait": True}),
+    ("post", "/machines/{machine_id}/screenshot", "Take a screenshot", "desktops",
+     _ref("RequestReply"), {"wait": True, "status": "202"}),
+    ("get", "/machines/{machine_id}/screenshot.png", "The newest screenshot", "desktops", None,
+     {"mime": "image/png"}),
+    ("post", "/machines/{machine_id}/public", "Publish or hide a base (admin)", "machines",
+     _ref("Machine"), {"admin": True, "body": {"type": "object",
+                                               "properties": {"public": _bool}}}),
+    *[("post", f"/machines/{{machine_id}}/{a}", f"Submit {a} for a machine"
+       + (" (admin)" if a in ADMIN_ACTIONS else ""), "machines", _ref("RequestReply"),
+       {"wait": True, "status": "202", "admin": a in ADMIN_ACTIONS,
+        **({"body": {"type": "object", "properties": {"timeout": _int}}}
+           if a == "shutdown" else {})})
+      for a in USER_ACTIONS + ADMIN_ACTIONS],
+    ("get", "/isos", "ISO images available for new machines (admin)", "machines",
+     {"type": "array", "items": _str}, {"admin": True}),
+    ("get", "/requests", "Requests I submitted (all for admins)", "requests", _list("Request"),
+     {"query": {"status": _str, "command": _str, "limit": _int}}),
+    ("get", "/requests/{req_id}", "One request; ?wait=N long-polls until it ends", "requests",
+     _ref("Request"), {"wait": True}),
+    ("get", "/users", "Users (admin)", "users", _list("User"), {"admin": True}),
+    ("post", "/users", "Create a local user (admin)", "users", _ref("User"),
+     {"admin": True, "status": "201", "body": {
+         "type": "object", "required": ["name", "password"],
+         "properties": {"name": _str, "password": _str, "is_admin": _bool}}}),
+    ("patch", "/users/{user_id}", "Set admin, disable, or reset the password (admin)", "users",
+     _ref("User"), {"admin": True, "body": {"type": "object", "properties": {
+         "is_admin": _bool, "is_disabled": _bool, "password": _str}}}),
+    ("get", "/settings", "Site settings (admin)", "settings", _ref("Settings"), {"admin": True}),
+    ("patch", "/settings", "Change site settings (admin)", "settings", _ref("Settings"),
+     {"admin": True, "body": _ref("Settings")}),
+]
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {"type": "object", "required": ["error", "detail"],
+              "properties": {"error": _str, "detail": _str}},
+    "Credentials": {"type": "object", "required": ["name", "password"],
+                    "properties": {"name": _str, "password": _str}},
+    "SessionInfo": {"type": "object", "properties": {
+        "user": {"type": "object", "properties": {"id": _int, "name": _str, "is_admin": _bool}},
+        "auth": _str, "csrf_token": _str}},
+    "Token": {"type": "object", "properties": {"id": _int, "name": _str, "created_at": _str,
+                                               "last_used_at": _str}},
+    "NewToken": {"allOf": [_ref("Token"), {"type": "object", "properties": {"token": _str}}]},
+    "Machine": {"type": "object", "properties": {
+        "id": _int, "name": _str, "state": {"type": "string", "enum": [
+            "creating", "shutdown", "running", "paused", "hibernated", "removing", "failed",
+            "unknown"]},
+        "owner_id": _int, "owner": _str, "base_id": _int, "is_base": _bool, "is_public": _bool,
+        "memory_mb": _int, "vcpus": _int, "disk_gb": _int, "iso": _str, "description": _str,
+        "created_at": _str}},
+    "Base": {"type": "object", "properties": {
+        "id": _int, "name": _str, "description": _str, "is_public": _bool,
+        "clone": _ref("Machine"), "pending_request": _int}},
+    "NewMachine": {"type": "object", "required": ["name"], "properties": {
+        "name": _str, "iso": _str, "memory_mb": _int, "vcpus": _int, "disk_gb": _int}},
+    "Request": {"type": "object", "properties": {
+        "id": _int, "command": _str,
+        "status": {"type": "string", "enum": ["requested", "working", "done", "failed"]},
+        "error": _str, "result": {}, "machine_id": _int, "user_id": _int, "created_at": _str,
+        "started_at": _str, "finished_at": _str, "duration_s": {"type": "number"}}},
+    "RequestReply": {"type": "object", "properties": {
+        "request_id": _int, "status": _str, "request": _ref("Request")}},
+    "StartReply": {"allOf": [_ref("RequestReply"), {"type": "object", "properties": {
+        "machine_id": _int, "display": _ref("Display")}}]},
+    "Display": {"type": "object", "properties": {
+        "host": _str, "password": _str, "expires": _str, "machine": _str,
+        "spice": {"type": "object", "properties": {"port": _int, "tls_port": _int}},
+        "vnc": {"type": "object", "properties": {"port": _int}}}},
+    "ConsoleTicket": {"type": "object", "properties": {
+        "token": _str, "ws_url": _str, "password": _str, "expires": _str,
+        "token_lifetime": _int, "machine": _obj}},
+    "User": {"type": "object", "properties": {
+        "id": _int, "name": _str, "is_admin": _bool, "is_disabled": _bool,
+        "auth_backend": _str, "created_at": _str, "last_login_at": _str}},
+    "Settings": {"type": "object", "properties": {
+        "site_title": _str, "motd": _str, "login_max_failures": _int,
+        "login_window_seconds": _int, "console_ws_url": _str}},
+}
+
+_ERRORS = {
+    "400": "Bad input", "401": "Not authenticated", "403": "Not allowed",
+    "404": "Not found (or not yours)", "409": "Conflict with the machine's state",
+    "422": "Invalid value", "429": "Too many failed logins",
+}
+
+
+def _operation(method: str, path: str, summary: str, tag: str, schema: dict[str, Any] | None,
+               opts: dict[str, Any]) -> dict[str, Any]:
+    params: list[dict[str, Any]] = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "integer",
+                                                                   "minimum": 1}}
+        for name in re.findall(r"{(\w+)}", path)]
+    if opts.get("wait"):
+        params.append({"name": "wait", "in": "query", "required": False,
+                       "description": "Seconds to wait for the backend (0-30)",
+                       "schema": {"type": "number", "minimum": 0, "maximum": 30}})
+    for name, s in opts.get("query", {}).items():
+        params.append({"name": name, "in": "query", "required": False, "schema": s})
+    status = opts.get("status", "200")
+    if status == "204":
+        ok: dict[str, Any] = {"description": "Done"}
+    elif schema is None:
+        ok = {"description": "The file",
+              "content": {opts.get("mime", "application/octet-stream"): {}}}
+    else:
+        ok = {"description": "OK", "content": {"application/json": {"schema": schema}}}
+    responses: dict[str, Any] = {status: ok}
+    if status == "202":
+        responses["200"] = {"description": "Finished (with ?wait)",
+                            "content": {"application/json": {"schema": schema}}}
+    for code, text in _ERRORS.items():
+        responses[code] = {"description": text, "content": {
+            "application/json": {"schema": _ref("Error")}}}
+    op: dict[str, Any] = {
+        "summary": summary + (" — administrators only" if opts.get("admin") else ""),
+        "tags": [tag],
+        "operationId": method + re.sub(r"\W+", "_", path).rstrip("_"),
+        "parameters": params, "responses": responses}
+    if opts.get("public"):
+        op["security"] = [{}, {"bearer": []}, {"session": []}]
+    if "body" in opts:
+        op["requestBody"] = {"required": False,
+                             "content": {"application/json": {"schema": opts["body"]}}}
+    return op
+
+
+def document() -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for method, path, summary, tag, schema, opts in ROUTES:
+        paths.setdefault(P + path, {})[method] = _operation(method, path, summary, tag, schema,
+                                                            opts)
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "Ravada VDI API", "version": "1",
+                 "description": "Bearer token (POST /api/v1/tokens) or session cookie with "
+                                "an X-CSRFToken header on state-changing requests. Errors "
+                                "are {error, detail}."},
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}, {"session": []}],
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "ravada_session"}}},
+    }

@@ -1,0 +1,76 @@
+"""rvd_front: serve the broker with gunicorn (gthread workers: long polls never block others)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from ravada import config as rconfig
+
+THREADS_PER_WORKER = 16  # each long-poll holds a thread for up to ~10 s
+
+
+class FrontServer(BaseApplication):  # type: ignore[misc]
+    """gunicorn run programmatically with an already-built Flask app."""
+
+    def __init__(self, app: Any, options: dict[str, Any]) -> None:
+        self.application = app
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            if key in self.cfg.settings and value is not None:
+                self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        return self.application
+
+
+def gunicorn_options(cfg: rconfig.Config, bind: str | None = None,
+                     workers: int | None = None) -> dict[str, Any]:
+    host, port = rconfig.parse_listen(bind or cfg.front.listen, "front.listen")
+    return {
+        "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+        "workers": max(1, workers or cfg.front.workers),
+        "worker_class": "gthread",
+        "threads": THREADS_PER_WORKER,
+        "timeout": 60,
+        "graceful_timeout": 20,
+        "keepalive": 5,
+        "accesslog": "-",
+        "errorlog": "-",
+        "loglevel": cfg.log_level.lower(),
+        "proc_name": "rvd_front",
+        # X-Forwarded-* are handled by TrustedProxyMiddleware with front.trusted_proxies.
+        "forwarded_allow_ips": "",
+        "secure_scheme_headers": {},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ravada.front import create_app
+
+    parser = argparse.ArgumentParser(prog="rvd_front", description="Ravada web broker")
+    parser.add_argument("--config", help="configuration file (default /etc/ravada.conf)")
+    parser.add_argument("--bind", help="HOST:PORT (default front.listen)")
+    parser.add_argument("--workers", type=int, help="worker processes (default front.workers)")
+    parser.add_argument("--dev", action="store_true",
+                        help="single-process werkzeug server with reload off (tests, debugging)")
+    opts = parser.parse_args(argv)
+    try:
+        cfg = rconfig.load(opts.config)
+        options = gunicorn_options(cfg, opts.bind, opts.workers)
+    except rconfig.ConfigError as exc:
+        parser.error(str(exc))
+    logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(name)s %(message)s")
+    app = create_app(cfg)
+    if opts.dev:
+        host, port = rconfig.parse_listen(opts.bind or cfg.front.listen)
+        app.run(host=host, port=port, threaded=True, use_reloader=False)
+        return 0
+    FrontServer(app, options).run()
+    return 0

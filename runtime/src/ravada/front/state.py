@@ -1,0 +1,43 @@
+"""The front's shared objects (config, database, secret) and the signed-in viewer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from flask import current_app
+
+from ravada.config import Config
+from ravada.db import Database
+
+
+@dataclass
+class FrontState:
+    config: Config
+    db: Database
+    secret_key: str
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is asking: a plain copy of the user row, safe to keep across sessions."""
+
+    id: int
+    name: str
+    is_admin: bool
+
+
+def front() -> FrontState:
+    return current_app.extensions["ravada"]
+
+
+def iso_time(value: datetime | None) -> str | None:
+    """Naive-UTC database time → ISO-8601 with ``Z``."""
+    return None if value is None else value.isoformat() + "Z"
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return iso_time(value)
+    return value

@@ -1,0 +1,179 @@
+"""Request plumbing shared by the blueprints: who is asking, decorators, error rendering."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from flask import Response, g, jsonify, redirect, render_template, request, session, url_for
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import BaseConverter, ValidationError
+
+from ravada.front import accounts, settings
+from ravada.front.errors import Forbidden, FrontError
+from ravada.front.state import Viewer, front
+
+F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("ravada.front")
+API_PREFIX = "/api/v1"
+
+
+class IdConverter(BaseConverter):
+    """``<id:name>``: a positive database id (1..2**31-1); anything else is a 404."""
+
+    regex = r"[1-9][0-9]{0,9}"
+
+    def to_python(self, value: str) -> int:
+        number = int(value)
+        if number > 2**31 - 1:
+            raise ValidationError()
+        return number
+
+    def to_url(self, value: Any) -> str:
+        return str(int(value))
+
+
+def is_api() -> bool:
+    return request.path == API_PREFIX or request.path.startswith(API_PREFIX + "/")
+
+
+def client_ip() -> str:
+    """The viewer's address (X-Forwarded-For is already resolved by TrustedProxyMiddleware)."""
+    return request.remote_addr or ""
+
+
+def viewer() -> Viewer | None:
+    return g.get("viewer")
+
+
+def current() -> Viewer:
+    """The signed-in viewer (views behind login_required / API auth only)."""
+    v = g.get("viewer")
+    assert v is not None
+    return v
+
+
+def site() -> dict[str, Any]:
+    """Settings for templates, read once per request."""
+    if "site" not in g:
+        with front().db.sessionmaker() as s:
+            g.site = settings.get_all(s)
+    return g.site
+
+
+def load_viewer() -> None:
+    """before_request: authenticate by bearer token or by session (with idle timeout)."""
+    g.viewer, g.auth = None, None
+    header = request.headers.get("Authorization", "")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            g.viewer = accounts.viewer_for_token(front(), token.strip())
+            g.auth = "token" if g.viewer else "bad_token"
+        else:
+            g.auth = "bad_token"
+        return
+    uid = session.get("uid")
+    if uid is None:
+        return
+    now = int(time.time())
+    idle = front().config.front.session_idle_minutes * 60
+    seen = session.get("seen")
+    if not isinstance(seen, int) or now - seen > idle:
+        session.clear()
+        g.session_expired = True
+        return
+    with front().db.sessionmaker() as s:
+        g.viewer = accounts.load_viewer(s, uid)
+    if g.viewer is None:
+        session.clear()
+        return
+    g.auth = "session"
+    if now - seen >= 5:
+        session["seen"] = now
+
+
+def sign_in(v: Viewer) -> None:
+    session.clear()
+    session.permanent = True
+    session["uid"] = v.id
+    session["seen"] = int(time.time())
+
+
+def safe_next(target: str | None) -> str:
+    """Only local paths are followed after login (no open redirects)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return url_for("user.index")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return url_for("user.index")
+    return target
+
+
+def login_required(view: F) -> F:
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if g.get("viewer") is None or g.get("auth") != "session":
+            return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+        return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def admin_required(view: F) -> F:
+    @functools.wraps(view)
+    @login_required
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not current().is_admin:
+            raise Forbidden("This page is for administrators.")
+        return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def no_store(resp: Response) -> Response:
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+# ---------------------------------------------------------------- errors
+
+def _error(status: int, code: str, detail: str, extra: dict[str, Any] | None = None,
+           headers: dict[str, str] | None = None) -> Any:
+    if is_api():
+        resp = jsonify({"error": code, "detail": detail, **(extra or {})})
+        resp.status_code = status
+    else:
+        resp = Response(render_template("error.html", status=status, detail=detail), status)
+    for k, v in (headers or {}).items():
+        resp.headers[k] = v
+    return resp
+
+
+def handle_front_error(exc: FrontError) -> Any:
+    headers = dict(exc.headers)
+    if exc.status == 401 and is_api():
+        headers.setdefault("WWW-Authenticate", 'Bearer realm="ravada"')
+    return _error(exc.status, exc.code, exc.detail, exc.extra, headers)
+
+
+def handle_csrf(exc: CSRFError) -> Any:
+    return _error(400, "csrf_failed",
+                  f"The CSRF token is missing or invalid ({exc.description}). "
+                  "Reload the page and try again.")
+
+
+def handle_http(exc: HTTPException) -> Any:
+    code = (exc.name or "error").lower().replace(" ", "_").replace("'", "")
+    return _error(exc.code or 500, code, exc.description or exc.name or "error",
+                  headers={k: v for k, v in exc.get_headers() if k.lower() == "allow"})
+
+
+def handle_unexpected(exc: Exception) -> Any:
+    log.exception("unexpected error on %s %s", request.method, request.path)
+    return _error(500, "internal", "Internal error; the administrator can find it in the log.")
