@@ -104,6 +104,20 @@ class Front:
                 self.proc.wait()
 
 
+def default_front_cmd(workers: int) -> tuple[list[str], str]:
+    """``rvd_front`` when the package has its server module, else gunicorn on the app."""
+    import importlib.util
+
+    bindir = Path(sys.executable).parent
+    if importlib.util.find_spec("ravada.front.server") is not None:
+        return [str(bindir / "rvd_front")], "rvd_front"
+    shim = ("import json,os,subprocess,sys;c=json.load(open(os.environ['RAVADA_CONFIG']));"
+            "os.execv(sys.argv[1],[sys.argv[1],'-w',str(c['front']['workers']),'-b',"
+            "c['front']['listen'],'--chdir',sys.argv[2],'benchlib.front_wsgi:app'])")
+    return ([sys.executable, "-c", shim, str(bindir / "gunicorn"), str(BENCH)],
+            f"gunicorn sync x{workers} on create_app (ravada.front.server missing)")
+
+
 def loadgen(url: str, plan: Path, rate: float, duration: float, tmp: Path) -> dict[str, Any]:
     """Run the generator in its own process; return its result."""
     out = tmp / f"load-{rate:.0f}-{time.monotonic_ns()}.json"
@@ -173,7 +187,9 @@ def run_one(kind: str, db_url: str, tmp: Path, args: argparse.Namespace) -> dict
     plan_file = tmp / "plan.json"
     plan_file.write_text(json.dumps(plan))
     health_file = tmp / "health.json"
-    health_file.write_text(json.dumps([{"kind": "healthz", "path": "/healthz"}]))
+    # any answer counts: /healthz says 503 when no rvd_back heartbeats, as here
+    health_file.write_text(json.dumps([{"kind": "healthz", "path": "/healthz",
+                                        "ok_status": [200, 503]}]))
 
     front = Front(tmp, db_url, args.workers, args.front_cmd)
     front.start()
@@ -198,7 +214,10 @@ def run_one(kind: str, db_url: str, tmp: Path, args: argparse.Namespace) -> dict
             prof = profile_run(front, plan_file, tmp, args, kind)
     finally:
         front.stop()
-    return {"db": kind, "seeded": {"users": seeded.users, "machines": seeded.machines,
+    log_tail = front.log.read_text(errors="replace")[-4000:]
+    if at_target["errors"] and "Traceback" in log_tail:
+        print(f"  [{kind}] rvd_front log (tail):\n{log_tail[-1500:]}")
+    return {"front_log_tail": log_tail,"db": kind, "seeded": {"users": seeded.users, "machines": seeded.machines,
                                    "requests": seeded.requests},
             "at_target": at_target, "baseline_healthz": baseline, "ladder": steps,
             "max_rate_p99_ok": max_rate, "profile": prof}
@@ -239,12 +258,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-rate", type=float, default=3000)
     p.add_argument("--bisect", type=int, default=3)
     p.add_argument("--workers", type=int, default=2, help="front.workers (gunicorn)")
-    p.add_argument("--front-cmd", default=str(Path(sys.executable).parent / "rvd_front"),
-                   type=lambda s: s.split(), help="command that starts rvd_front")
+    p.add_argument("--front-cmd", type=lambda s: s.split(), default=None,
+                   help="command that starts rvd_front (default: rvd_front of this Python, "
+                   "or gunicorn on benchlib.front_wsgi while ravada.front.server is missing)")
     p.add_argument("--list-path", default="/api/v1/machines")
     p.add_argument("--status-path", default="/api/v1/requests/{id}")
     p.add_argument("--profile", action="store_true", help="profile even when the target is met")
     args = p.parse_args(argv)
+    if args.front_cmd is None:
+        args.front_cmd, args.server = default_front_cmd(args.workers)
+    else:
+        args.server = " ".join(args.front_cmd)
 
     started = results.utc_now()
     envd = {"machine": benv.machine(), "versions": benv.versions(libvirt_uri=None)}

@@ -2,7 +2,7 @@
 
 Every route the benchmarks use is named once in :data:`ROUTES`, so a change in the API is a
 one-line change here. Auth is a bearer token; :meth:`Api.login` gets one from a user name
-and password (session login, then a token made with that session).
+and password (``POST /api/v1/tokens`` with ``{name, password}``).
 """
 
 from __future__ import annotations
@@ -17,17 +17,16 @@ from typing import Any
 from urllib.parse import urlencode
 
 ROUTES = {
-    "login": ("POST", "/api/v1/login"),
     "tokens": ("POST", "/api/v1/tokens"),
-    "users": ("GET", "/api/v1/admin/users"),
-    "create_user": ("POST", "/api/v1/admin/users"),
+    "users": ("GET", "/api/v1/users"),
+    "create_user": ("POST", "/api/v1/users"),
     "bases": ("GET", "/api/v1/bases"),
     "start_base": ("POST", "/api/v1/bases/{id}/start"),
     "machines": ("GET", "/api/v1/machines"),
     "machine": ("GET", "/api/v1/machines/{id}"),
     "action": ("POST", "/api/v1/machines/{id}/{action}"),
     "request": ("GET", "/api/v1/requests/{id}"),
-    "create_machine": ("POST", "/api/v1/admin/machines"),
+    "create_machine": ("POST", "/api/v1/machines"),
     "version": ("GET", "/healthz"),
 }
 FINAL = ("done", "failed")
@@ -58,7 +57,6 @@ class Api:
         self.opener = urllib.request.build_opener(
             urllib.request.HTTPSHandler(context=ctx),
             urllib.request.HTTPCookieProcessor(self.jar))
-        self.csrf: str | None = None
 
     def call(self, route: str, body: Any = None, query: dict[str, Any] | None = None,
              **params: Any) -> Any:
@@ -74,8 +72,6 @@ class Api:
             req.add_header("Content-Type", "application/json")
         if self.token:
             req.add_header("Authorization", f"Bearer {self.token}")
-        elif self.csrf:
-            req.add_header("X-CSRFToken", self.csrf)
         try:
             with self.opener.open(req, timeout=self.timeout) as r:
                 raw = r.read()
@@ -89,14 +85,8 @@ class Api:
         return json.loads(raw) if raw else None
 
     def login(self, username: str, password: str) -> str:
-        """Session login, then a bearer token for the rest; returns the token."""
-        ans = self.call("login", {"username": username, "password": password})
-        if isinstance(ans, dict):
-            self.csrf = ans.get("csrf_token") or self.csrf
-            if ans.get("token"):
-                self.token = ans["token"]
-                return self.token
-        tok = self.call("tokens", {"name": "bench"})
+        """A bearer token for ``username`` (kept for the next calls); returns it."""
+        tok = self.call("tokens", {"name": username, "password": password, "label": "bench"})
         self.token = tok["token"]
         return self.token
 

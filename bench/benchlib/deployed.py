@@ -36,7 +36,7 @@ def add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--display-host", help="connect to displays here (default: from the info, "
                    "or the URL's host when the info says 0.0.0.0)")
     p.add_argument("--libvirt-uri", default="qemu:///system")
-    p.add_argument("--wait", type=int, default=60, help="?wait= of the start call, seconds")
+    p.add_argument("--wait", type=int, default=30, help="?wait= of the start call (<= 30 s)")
 
 
 @dataclass

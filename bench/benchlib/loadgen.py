@@ -9,7 +9,8 @@ connection. Keep-alive connections are reused when the server allows it.
         --rate 200 --duration 20 --out result.json
 
 ``plan.json`` is a list of ``{"kind": "list", "path": "/api/v1/machines",
-"headers": {"Authorization": "Bearer ..."}}``; requests go round the list in order.
+"headers": {"Authorization": "Bearer ..."}}``; requests go round the list in order. A
+2xx answer is a success; ``"ok_status": [503]`` accepts more.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class Outcome:
     service_ms: float = 0.0
     status: int = 0
     error: str = ""
+    ok: bool = False
 
 
 @dataclass
@@ -112,6 +114,7 @@ async def _one(pool: Pool, entry: dict[str, Any], scheduled: float, timeout: flo
             writer.write(req.encode("latin-1"))
             await writer.drain()
             out.status, keep = await asyncio.wait_for(_read_response(reader), timeout)
+            out.ok = out.status in entry.get("ok_status", ()) or 200 <= out.status < 300
             if keep:
                 pool.idle.append((reader, writer))
             else:
@@ -148,7 +151,7 @@ async def run(url: str, plan: list[dict[str, Any]], rate: float, duration: float
     elapsed = time.perf_counter() - t0
     for _, w in pool.idle:
         w.close()
-    ok = [o for o in outcomes if not o.error and 200 <= o.status < 400]
+    ok = [o for o in outcomes if not o.error and o.ok]
     statuses: dict[str, int] = {}
     for o in outcomes:
         key = o.error.split(":")[0] if o.error else str(o.status)

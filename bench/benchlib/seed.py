@@ -32,6 +32,16 @@ def token_hash(token: str) -> str:
         return hashlib.sha256(token.encode()).hexdigest()
 
 
+def token_prefix() -> str:
+    """The prefix rvd_front requires of bearer tokens (none when it has no such rule)."""
+    try:
+        from ravada.front.accounts import TOKEN_PREFIX
+
+        return str(TOKEN_PREFIX)
+    except (ImportError, AttributeError):
+        return ""
+
+
 @dataclass
 class Seeded:
     users: int
@@ -87,7 +97,7 @@ def seed(db: Database, users: int = 1000, per_user: int = 5, requests_per_user: 
                              "status": "done", "result": {"state": "running"},
                              "created_at": now, "started_at": now, "finished_at": now})
         s.execute(insert(Request), reqs)
-        tokens = {uid: secrets.token_urlsafe(32) for uid in uids}
+        tokens = {uid: token_prefix() + secrets.token_urlsafe(32) for uid in uids}
         s.execute(insert(ApiToken), [
             {"user_id": uid, "name": "bench", "token_hash": token_hash(tok), "created_at": now}
             for uid, tok in tokens.items()])
