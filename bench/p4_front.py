@@ -217,8 +217,9 @@ def run_one(kind: str, db_url: str, tmp: Path, args: argparse.Namespace) -> dict
     log_tail = front.log.read_text(errors="replace")[-4000:]
     if at_target["errors"] and "Traceback" in log_tail:
         print(f"  [{kind}] rvd_front log (tail):\n{log_tail[-1500:]}")
-    return {"front_log_tail": log_tail,"db": kind, "seeded": {"users": seeded.users, "machines": seeded.machines,
+    return {"db": kind, "seeded": {"users": seeded.users, "machines": seeded.machines,
                                    "requests": seeded.requests},
+            "front_log_tail": log_tail, "server": args.server,
             "at_target": at_target, "baseline_healthz": baseline, "ladder": steps,
             "max_rate_p99_ok": max_rate, "profile": prof}
 
