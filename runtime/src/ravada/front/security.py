@@ -1,7 +1,4 @@
-"""Password hashes (argon2) and the front's secret key file.
-
-TODO: switch hash/verify to ``ravada.passwords`` when the backend's module lands.
-"""
+"""Password checks for logins (argon2 through ``ravada.passwords``) and the secret key file."""
 
 from __future__ import annotations
 
@@ -10,31 +7,20 @@ import os
 import secrets
 from pathlib import Path
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from ravada import passwords
 
-_hasher = PasswordHasher()
-# Verified against unknown users so both failures take the same time.
-_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
-
-
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+hash_password = passwords.hash_password
+needs_rehash = passwords.needs_rehash
+# Checked for unknown users (and users without a hash) so every failure costs the same time.
+_DUMMY_HASH = passwords.hash_password(secrets.token_hex(16))
 
 
 def verify_password(stored_hash: str | None, password: str) -> bool:
-    """True when ``password`` matches; a missing or broken hash is just a mismatch."""
-    try:
-        return _hasher.verify(stored_hash or _DUMMY_HASH, password) and bool(stored_hash)
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
+    """True when ``password`` matches; a missing or broken hash is just a (slow) mismatch."""
+    if not stored_hash:
+        passwords.verify_password(_DUMMY_HASH, password)
         return False
-
-
-def needs_rehash(stored_hash: str) -> bool:
-    try:
-        return _hasher.check_needs_rehash(stored_hash)
-    except InvalidHashError:
-        return False
+    return passwords.verify_password(stored_hash, password)
 
 
 def load_secret_key(path: str) -> str:
