@@ -219,6 +219,7 @@ def test_vnc_password_refused_after_expiry(story, target, tmp_path):
 
 
 def test_browser_console_shows_the_guest(story, target, tmp_path):
+    """Log in on the web page, open the desktop's page, click "Open in browser"."""
     (machine_id,) = story.need("machine_id")
     from e2e import browser  # Playwright is imported only where it is used
 
@@ -228,14 +229,18 @@ def test_browser_console_shows_the_guest(story, target, tmp_path):
         page.goto(f"{base}/login")
         page.fill("input[name=name]", USER_NAME)
         page.fill("input[name=password]", USER_PASSWORD)
-        page.click("button[type=submit], input[type=submit]")
-        page.wait_for_load_state()
-        page.goto(f"{base}/machine/{machine_id}/console")
+        page.click("button[type=submit]")
+        page.wait_for_url(lambda url: "/login" not in url, timeout=30_000)
+        page.goto(f"{base}/machine/{machine_id}")
+        page.click("#browser-link")
+        page.wait_for_url(f"**/machine/{machine_id}/console", timeout=30_000)
         png = browser.wait_canvas_png(page, lambda d: images.stats(d).is_picture(), timeout=45)
         page.screenshot(path=str(target.artifact("browser")))
+        status = page.text_content("#console-status") or ""
     stats = images.stats(png)
     assert stats.is_picture(), stats
     (tmp_path / "canvas.png").write_bytes(png)
+    print(f"\n[{target.name}] browser console: {status!r}, canvas {stats.width}x{stats.height}")
 
 
 # ---------------------------------------------------------------------- 4. firewall
