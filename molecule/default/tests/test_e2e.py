@@ -185,7 +185,7 @@ def test_spice_vv_opens_in_remote_viewer(story, target, user, tmp_path):
     fields = spice.read_vv(vv_text)
     assert fields["type"] == "spice" and fields.get("password"), fields
     shot = target.artifact("spice")
-    with xdisplay.Xvfb(77) as x:
+    with xdisplay.Xvfb() as x:
         view = spice.view(x, vv_text, tmp_path, shot, timeout=45)
     assert view.stats.bright_pixels >= spice.MIN_BRIGHT_PIXELS, view
     print(f"\n[{target.name}] remote-viewer painted the guest in {view.seconds:.2f} s: {shot}")

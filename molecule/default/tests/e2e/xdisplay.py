@@ -1,11 +1,11 @@
 """A private X server (Xvfb) and the SPICE client (remote-viewer) running in it.
 
-:class:`Xvfb` starts ``Xvfb :N`` and returns once the server accepts clients
-(``-displayfd`` tells us, no sleeping). :func:`remote_viewer` opens a ``.vv``
-file on that display. :meth:`Xvfb.windows` lists the top-level window titles
-(``xwininfo -root -tree``), which is how the test tells the guest's window from
-an error dialog. :meth:`Xvfb.screenshot` is ImageMagick's
-``import -window root``.
+:class:`Xvfb` starts ``Xvfb`` on the first free display (or ``:N``) and returns
+once the server accepts clients (``-displayfd`` tells us, no sleeping).
+:func:`remote_viewer` opens a ``.vv`` file on that display.
+:meth:`Xvfb.windows` lists the top-level window titles (``xwininfo -root -tree``),
+which is how the test tells the guest's window from an error dialog.
+:meth:`Xvfb.screenshot` is ImageMagick's ``import -window root``.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ class DisplayError(RuntimeError):
 
 
 class Xvfb:
-    """One Xvfb server on display *number* (use as a context manager)."""
+    """One Xvfb server on display *number*, or the first free one when None (context manager)."""
 
-    def __init__(self, number: int = 77, size: str = "1280x1024x24") -> None:
+    def __init__(self, number: int | None = None, size: str = "1280x1024x24") -> None:
         self.number = number
         self.size = size
         self.proc: subprocess.Popen[bytes] | None = None
@@ -47,12 +47,12 @@ class Xvfb:
 
     def start(self, timeout: float = 15.0) -> Xvfb:
         """Start the server and wait until it announces it is ready."""
-        lock = Path(f"/tmp/.X{self.number}-lock")
-        if lock.exists():
-            raise DisplayError(f"display :{self.number} is taken ({lock} exists)")
+        if self.number is not None and Path(f"/tmp/.X{self.number}-lock").exists():
+            raise DisplayError(f"display :{self.number} is taken (/tmp/.X{self.number}-lock)")
+        wanted = [self.display] if self.number is not None else []
         read_fd, write_fd = os.pipe()
         self.proc = subprocess.Popen(
-            ["Xvfb", self.display, "-screen", "0", self.size, "-nolisten", "tcp",
+            ["Xvfb", *wanted, "-screen", "0", self.size, "-nolisten", "tcp",
              "-displayfd", str(write_fd)],
             pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
@@ -62,9 +62,10 @@ class Xvfb:
             announced = os.read(read_fd, 32).decode().strip() if ready else ""
         finally:
             os.close(read_fd)
-        if announced != str(self.number):
+        if not announced.isdigit() or (self.number is not None and announced != str(self.number)):
             self.stop()
-            raise DisplayError(f"Xvfb {self.display} did not start within {timeout}s")
+            raise DisplayError(f"Xvfb did not start within {timeout}s")
+        self.number = int(announced)
         return self
 
     def stop(self) -> None:
