@@ -50,6 +50,7 @@ def machine() -> dict[str, Any]:
         "cpus": cpu_count(),
         "cpu_model": _cpu_model(),
         "memory_mb": _meminfo_mb(),
+        "loadavg_1m": round(os.getloadavg()[0], 2),
     }
 
 
@@ -110,7 +111,8 @@ def describe(env: dict[str, Any]) -> str:
     m, v = env["machine"], env["versions"]
     lines = [
         f"machine : {m['uname']}",
-        f"cpus    : {m['cpus']} x {m['cpu_model']}   memory: {m['memory_mb']} MiB",
+        f"cpus    : {m['cpus']} x {m['cpu_model']}   memory: {m['memory_mb']} MiB   "
+        f"load (1 min) at start: {m.get('loadavg_1m')}",
         "versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if k != "python_executable"),
     ]
     return "\n".join(lines)

@@ -105,15 +105,23 @@ async def _one(pool: Pool, entry: dict[str, Any], scheduled: float, timeout: flo
     assert pool.sem is not None
     async with pool.sem:
         sent = time.perf_counter()
+        hdrs = {"Host": pool.target.host_header, "Accept": "application/json",
+                "User-Agent": "ravada-bench", **entry.get("headers", {})}
+        req = (f"GET {entry['path']} HTTP/1.1\r\n" + "".join(
+            f"{k}: {v}\r\n" for k, v in hdrs.items()) + "\r\n").encode("latin-1")
         try:
-            reader, writer = await asyncio.wait_for(pool.get(), timeout)
-            hdrs = {"Host": pool.target.host_header, "Accept": "application/json",
-                    "User-Agent": "ravada-bench", **entry.get("headers", {})}
-            req = f"GET {entry['path']} HTTP/1.1\r\n" + "".join(
-                f"{k}: {v}\r\n" for k, v in hdrs.items()) + "\r\n"
-            writer.write(req.encode("latin-1"))
-            await writer.drain()
-            out.status, keep = await asyncio.wait_for(_read_response(reader), timeout)
+            for attempt in (1, 2):  # a reused keep-alive connection may have been closed
+                reused = bool(pool.idle)
+                reader, writer = await asyncio.wait_for(pool.get(), timeout)
+                try:
+                    writer.write(req)
+                    await writer.drain()
+                    out.status, keep = await asyncio.wait_for(_read_response(reader), timeout)
+                    break
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    writer.close()
+                    if not reused or attempt == 2:
+                        raise
             out.ok = out.status in entry.get("ok_status", ()) or 200 <= out.status < 300
             if keep:
                 pool.idle.append((reader, writer))
