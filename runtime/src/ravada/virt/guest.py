@@ -107,6 +107,7 @@ class Guest:
             dom.create()
 
         self._run("start", run)
+        self.host.note_state(self.name, self.state())
 
     def shutdown(self, timeout: float) -> bool:
         """ACPI shutdown; wait up to ``timeout`` s for the stop event. True if it stopped."""
@@ -137,6 +138,7 @@ class Guest:
                     raise
 
         self._run("force shutdown of", run)
+        self.host.note_state(self.name, self.state())
 
     def reboot(self) -> None:
         """Ask a running domain to reboot (ACPI); a reset where the driver cannot."""
@@ -155,6 +157,7 @@ class Guest:
     def hibernate(self) -> None:
         """Save the running domain's memory to a managed save and stop it."""
         self._run("hibernate", lambda d: d.managedSave(0))
+        self.host.note_state(self.name, "hibernated")
 
     def has_managed_save(self) -> bool:
         """True when a managed save image exists."""

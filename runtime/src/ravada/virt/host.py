@@ -3,6 +3,9 @@
 ``Host(uri, pool, on_state=None)`` opens ``uri``. ``on_state(name, state)`` is called from the
 event thread for libvirt lifecycle events, with state one of ``running``, ``shutdown``,
 ``paused``, ``hibernated`` (a stop that saved a managed save); crashes report ``shutdown``.
+Consecutive equal states of a domain are reported once. ``on_state`` also runs in the thread of
+a Guest call whose outcome is known (start, force_shutdown, hibernate), so it must be
+thread-safe and quick (hand the work to a queue).
 libvirt's default event loop is registered once per process and runs in a daemon thread.
 When libvirtd goes away the close callback starts a reconnect with backoff; after it
 reconnects, events are registered again and ``on_state`` is called for every domain with its
@@ -14,6 +17,7 @@ connection and retries once when the connection broke under it.
 - ``has_guest(name)``, ``list_guests()`` -> ``{name: state}``
 - ``define(xml)`` -> ``Guest``; ``domain_type`` is ``"test"`` on the test driver, else ``"kvm"``
 - ``storage`` -- :class:`~ravada.virt.storage.Storage` on pool ``pool``
+- ``note_state(name, state)`` -- what Guest calls after its own start/stop/hibernate
 - ``event_seq()`` / ``wait_for_state(name, states, timeout, since=)`` -- block on events
 - ``call(what, fn)`` -- run ``fn(conn)`` with the retry and the error wrapping
 - ``close()``
@@ -215,23 +219,38 @@ class Host:
     def _on_event(self, _conn: libvirt.virConnect, dom: libvirt.virDomain, event: int,
                   detail: int, _opaque: object) -> None:
         state = _EVENT_STATE.get(event)
-        if state is None:
-            return
         if event == libvirt.VIR_DOMAIN_EVENT_STOPPED \
                 and detail == libvirt.VIR_DOMAIN_EVENT_STOPPED_SAVED:
             state = "hibernated"
-        self._emit(dom.name(), state)
+        elif event == libvirt.VIR_DOMAIN_EVENT_SHUTDOWN:
+            # normally STOPPED follows; after a libvirtd restart a destroy may report only
+            # SHUTDOWN (detail HOST), so ask whether it is down already
+            try:
+                state = None if dom.isActive() else domain_state(dom)
+            except libvirt.libvirtError:
+                state = None
+        if state is not None:
+            self._emit(dom.name(), state)
 
     def _emit(self, name: str, state: str) -> None:
         with self._cond:
+            last = self._events.get(name)
             self._seq += 1
             self._events[name] = (self._seq, state)
             self._cond.notify_all()
+        if last is not None and last[1] == state:
+            return  # a start reports STARTED and RESUMED: tell on_state once
         if self.on_state is not None:
             try:
                 self.on_state(name, state)
             except Exception:
                 log.exception("on_state(%r, %r) failed", name, state)
+
+    def note_state(self, name: str, state: str) -> None:
+        """Record a state our own call just caused, as if an event said so (libvirt can miss
+        an event, e.g. a destroy right after libvirtd restarted); ``on_state`` still hears of
+        each change once."""
+        self._emit(name, state)
 
     def event_seq(self) -> int:
         """The number of the latest event (pass it as ``since`` to :meth:`wait_for_state`)."""
