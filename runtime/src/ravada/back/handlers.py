@@ -29,9 +29,10 @@ from ravada.back.machines import (
     own_volumes,
 )
 from ravada.back.sync import sync_all
+from ravada.back.tx import writing
 from ravada.db import FirewallRule, Machine, Request, User
-from ravada.firewall import check_ip
-from ravada.virt import Guest, GuestNotFound, render_domain
+from ravada.firewall import FirewallError, check_ip
+from ravada.virt import Guest, GuestNotFound, VirtError, render_domain
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ def _iso_path(ctx: Context, iso: Any) -> str | None:
 def _user(ctx: Context, user_id: Any) -> User:
     if isinstance(user_id, bool) or not isinstance(user_id, int):
         raise RequestError(f"bad user_id {user_id!r}: an integer")
-    with ctx.db.session() as s:
+    with writing(ctx.db) as s:
         user = s.get(User, user_id)
         if user is None:
             raise RequestError(f"user {user_id} does not exist")
@@ -97,7 +98,7 @@ def _user(ctx: Context, user_id: Any) -> User:
 # -- helpers ------------------------------------------------------------------------------
 
 def _load(ctx: Context, job: Job) -> Machine:
-    with ctx.db.session() as s:
+    with writing(ctx.db) as s:
         return get_machine(s, job.machine_id)
 
 
@@ -111,7 +112,7 @@ def _guest(ctx: Context, machine: Machine) -> Guest:
 def _record(ctx: Context, machine_id: int, guest: Guest) -> str:
     """Write the guest's state (and display, or closed access) to the row; return state."""
     state = guest.state()
-    with ctx.db.session() as s:
+    with writing(ctx.db) as s:
         machine = s.get(Machine, machine_id)
         if machine is None:
             return state
@@ -131,14 +132,14 @@ def _need_running(guest: Guest, what: str) -> None:
 
 def _progress(ctx: Context, job: Job, **partial: Any) -> None:
     """Note what a create/clone has made so far (read by recovery after a crash)."""
-    with ctx.db.session() as s:
+    with writing(ctx.db) as s:
         s.execute(update(Request).where(Request.id == job.id).values(result=partial))
 
 
 def _new_machine(ctx: Context, job: Job, **fields: Any) -> int:
     """Insert the row in state ``creating``; a taken name is a clear error."""
     try:
-        with ctx.db.session() as s:
+        with writing(ctx.db) as s:
             machine = Machine(state="creating", **fields)
             s.add(machine)
             s.flush()
@@ -160,19 +161,19 @@ def _xml(ctx: Context, name: str, memory_mb: int, vcpus: int, disks: list[str],
 
 def open_display_for(ctx: Context, machine_id: int, client_ip: str) -> Result:
     """Fresh one-time password, firewall open to ``client_ip``, display info."""
-    with ctx.db.session() as s:
+    with writing(ctx.db) as s:
         machine = get_machine(s, machine_id)
     guest = _guest(ctx, machine)
     _need_running(guest, "open the display of")
-    password = rdisplay.new_password()
-    expires = rdisplay.valid_until(ctx.config.display.password_lifetime)
-    guest.set_display_password(password, expires)
     disp = guest.display()
     ports = [p for p in (disp.get("spice"), disp.get("spice_tls"), disp.get("vnc")) if p]
     if not ports:
         raise RequestError(f"machine {machine.name!r} has no display ports")
+    password = rdisplay.new_password()
+    expires = rdisplay.valid_until(ctx.config.display.password_lifetime)
+    guest.set_display_password(password, expires)
     ctx.firewall.open(machine.name, ports, client_ip)
-    with ctx.db.session() as s:
+    with writing(ctx.db) as s:
         s.execute(delete(FirewallRule).where(FirewallRule.machine_id == machine_id))
         s.add_all(FirewallRule(machine_id=machine_id, client_ip=client_ip, port=p) for p in ports)
         s.execute(update(Machine).where(Machine.id == machine_id)
@@ -212,7 +213,7 @@ def create(ctx: Context, job: Job) -> Result:
     try:
         disks = [ctx.storage.create_disk(name, disk_gb)] if disk_gb else []
         guest = ctx.host.define(_xml(ctx, name, memory_mb, vcpus, disks, iso))
-        with ctx.db.session() as s:
+        with writing(ctx.db) as s:
             s.execute(update(Machine).where(Machine.id == machine_id)
                       .values(domain_uuid=guest.uuid, state=guest.state()))
     except BaseException:
@@ -241,13 +242,13 @@ def prepare_base(ctx: Context, job: Job) -> Result:
         iso = None
     ctx.host.define(_xml(ctx, machine.name, machine.memory_mb, machine.vcpus, [base_image],
                          iso, uuid=guest.uuid))
-    with ctx.db.session() as s:
+    with writing(ctx.db) as s:
         s.execute(update(Machine).where(Machine.id == machine.id).values(is_base=True))
     return {"base_image": base_image}
 
 
 def _clone_count(ctx: Context, base_id: int) -> int:
-    with ctx.db.session() as s:
+    with writing(ctx.db) as s:
         return s.scalar(select(func.count()).select_from(Machine)
                         .where(Machine.base_id == base_id)) or 0
 
@@ -269,7 +270,7 @@ def remove_base(ctx: Context, job: Job) -> Result:
     except BaseException:
         ctx.storage.delete(overlay)
         raise
-    with ctx.db.session() as s:
+    with writing(ctx.db) as s:
         s.execute(update(Machine).where(Machine.id == machine.id).values(is_base=False))
     return {}
 
@@ -282,7 +283,7 @@ def clone(ctx: Context, job: Job) -> Result:
     user = _user(ctx, args.get("user_id", job.user_id))
     start = _bool_arg(args, "start")
     client_ip = _client_ip(args, required=False)
-    with ctx.db.session() as s:
+    with writing(ctx.db) as s:
         existing = s.scalar(select(Machine).where(Machine.base_id == base.id,
                                                   Machine.owner_id == user.id)
                             .order_by(Machine.id).limit(1))
@@ -301,7 +302,7 @@ def clone(ctx: Context, job: Job) -> Result:
         try:
             overlay = ctx.storage.create_overlay(name, base_disks[0])
             guest = ctx.host.define(_xml(ctx, name, base.memory_mb, base.vcpus, [overlay], None))
-            with ctx.db.session() as s:
+            with writing(ctx.db) as s:
                 s.execute(update(Machine).where(Machine.id == machine_id)
                           .values(domain_uuid=guest.uuid, state=guest.state()))
         except BaseException:
@@ -309,11 +310,15 @@ def clone(ctx: Context, job: Job) -> Result:
             raise
     result: Result = {"machine_id": machine_id}
     if start or client_ip:
-        with ctx.db.session() as s:
+        with writing(ctx.db) as s:
             machine = get_machine(s, machine_id)
-        started = _start(ctx, machine, client_ip)
+        _start(ctx, machine, None)
         if client_ip:
-            result["display"] = started
+            try:
+                result["display"] = open_display_for(ctx, machine_id, client_ip)
+            except (RequestError, VirtError, FirewallError) as exc:
+                raise RequestError(f"machine {machine.name!r} is ready and started, but its "
+                                   f"display could not be opened: {exc}") from None
     return result
 
 
@@ -378,7 +383,7 @@ def remove(ctx: Context, job: Job) -> Result:
     if clones:
         raise RequestError(f"machine {machine.name!r} is a base with {clones} clone(s): "
                            "remove them first")
-    with ctx.db.session() as s:
+    with writing(ctx.db) as s:
         s.execute(update(Machine).where(Machine.id == machine.id).values(state="removing"))
     discard(ctx, machine.name, machine.id)
     shot = ctx.screenshot_dir / f"{machine.id}.png"
