@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from test_front_support)
 """rvd_front authentication: proxies, cookies, idle timeout, CSRF, rate limiting, tokens."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from test_front_support import (  # noqa: F401  (fixtures)
+from test_front_support import (  # noqa: F401
     PASSWORD,
     World,
     add_user,

@@ -138,12 +138,13 @@ class ConsoleProxy:
     def _session_end(self, row_id: int | None) -> None:
         if self.db is None or row_id is None:
             return
+        from sqlalchemy import update
+
         from ravada.db import ConsoleSession, utcnow
 
         with self.db.session() as s:
-            row = s.get(ConsoleSession, row_id)
-            if row is not None:
-                row.ended_at = utcnow()
+            s.execute(update(ConsoleSession).where(ConsoleSession.id == row_id)
+                      .values(ended_at=utcnow()))
 
     def _client_ip(self, ws: Any) -> str:
         from ravada.front.netutil import client_ip

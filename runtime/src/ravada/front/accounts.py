@@ -7,12 +7,13 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from ravada.db import ApiToken, LoginAttempt, User, utcnow
 from ravada.front import settings, validate
 from ravada.front.auth_backends import authenticate
+from ravada.front.dbutil import write_session
 from ravada.front.errors import (
     BadInput,
     Conflict,
@@ -65,7 +66,7 @@ def login(fs: FrontState, username: Any, password: Any, client_ip: str) -> Viewe
         raise BadInput("name and password must be strings")
     if len(password) > validate.PASSWORD_MAX or len(username) > 256:
         password = ""  # never spend argon2 time on megabytes
-    with fs.db.session() as s:
+    with write_session(fs.db) as s:
         wait = retry_after(s, client_ip, username)
         if wait:
             raise TooManyRequests(f"Too many failed logins; try again in {wait} s.",
@@ -99,7 +100,7 @@ def create_user(fs: FrontState, viewer: Viewer, data: dict[str, Any]) -> dict[st
     name = validate.username(data.get("name"))
     password = validate.password(data.get("password"))
     is_admin = validate.boolean(data.get("is_admin", False), "is_admin")
-    with fs.db.session() as s:
+    with write_session(fs.db) as s:
         if s.scalar(select(User.id).where(User.name == name)) is not None:
             raise Conflict(f"a user named {name} already exists")
         user = User(name=name, password_hash=hash_password(password), is_admin=is_admin,
@@ -124,7 +125,7 @@ def update_user(fs: FrontState, viewer: Viewer, user_id: int,
         changes["password_hash"] = hash_password(validate.password(data["password"]))
     if user_id == viewer.id and (changes.get("is_disabled") or changes.get("is_admin") is False):
         raise Conflict("you cannot disable yourself or drop your own admin flag")
-    with fs.db.session() as s:
+    with write_session(fs.db) as s:
         user = s.get(User, user_id) if 0 < user_id < 2**31 else None
         if user is None:
             raise NotFound(f"no user {user_id}")
@@ -138,7 +139,7 @@ def update_user(fs: FrontState, viewer: Viewer, user_id: int,
 
 def change_own_password(fs: FrontState, viewer: Viewer, old: Any, new: Any) -> None:
     new_pw = validate.password(new, "new_password")
-    with fs.db.session() as s:
+    with write_session(fs.db) as s:
         user = s.get(User, viewer.id)
         if user is None or not isinstance(old, str) or authenticate(s, user.name, old) is None:
             raise Forbidden("the current password is wrong")
@@ -179,7 +180,7 @@ def list_tokens(s: Session, viewer: Viewer) -> list[dict[str, Any]]:
 
 
 def delete_token(fs: FrontState, viewer: Viewer, token_id: int) -> None:
-    with fs.db.session() as s:
+    with write_session(fs.db) as s:
         row = s.get(ApiToken, token_id) if 0 < token_id < 2**31 else None
         if row is None or row.user_id != viewer.id:
             raise NotFound(f"no token {token_id}")
@@ -190,13 +191,15 @@ def viewer_for_token(fs: FrontState, token: str) -> Viewer | None:
     """The enabled user a bearer token belongs to."""
     if not token.startswith(TOKEN_PREFIX) or len(token) > 128:
         return None
-    with fs.db.session() as s:
+    with fs.db.sessionmaker() as s:
         row = s.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash(token)))
         if row is None:
             return None
         viewer = load_viewer(s, row.user_id)
-        now = utcnow()
-        if viewer and (row.last_used_at is None
-                       or (now - row.last_used_at).total_seconds() > TOKEN_TOUCH_SECONDS):
-            row.last_used_at = now
-        return viewer
+        row_id, last_used = row.id, row.last_used_at
+    now = utcnow()
+    if viewer and (last_used is None
+                   or (now - last_used).total_seconds() > TOKEN_TOUCH_SECONDS):
+        with fs.db.session() as s:  # a write-only transaction: no lock upgrade
+            s.execute(update(ApiToken).where(ApiToken.id == row_id).values(last_used_at=now))
+    return viewer

@@ -8,6 +8,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from ravada import queue
 from ravada.front import accounts, machines, settings, web
+from ravada.front.dbutil import write_session
 from ravada.front.errors import BadInput, FrontError
 from ravada.front.state import front
 
@@ -133,7 +134,7 @@ def settings_page() -> Any:
 def settings_post() -> Any:
     changes = {k: request.form[k] for k in settings.KEYS if k in request.form}
     try:
-        with front().db.session() as s:
+        with write_session(front().db) as s:
             settings.update(s, changes)
         flash("Settings saved.", "ok")
     except FrontError as exc:

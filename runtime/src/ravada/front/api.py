@@ -14,6 +14,7 @@ from flask_wtf.csrf import generate_csrf
 
 from ravada import queue
 from ravada.front import accounts, consoles, machines, settings, validate, web
+from ravada.front.dbutil import write_session
 from ravada.front.errors import BadInput, Conflict, Forbidden, Unauthorized, Unavailable
 from ravada.front.openapi import document
 from ravada.front.state import front
@@ -316,5 +317,5 @@ def settings_get() -> Any:
 @bp.patch("/settings")
 def settings_update() -> Any:
     _admin()
-    with front().db.session() as s:
+    with write_session(front().db) as s:
         return jsonify(settings.update(s, _body()))

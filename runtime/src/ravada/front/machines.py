@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, aliased
 from ravada import queue
 from ravada.db import Machine, Request, User
 from ravada.front import validate
+from ravada.front.dbutil import write_session
 from ravada.front.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
 from ravada.front.state import FrontState, Viewer, iso_time
 
@@ -191,7 +192,7 @@ def start_base(fs: FrontState, viewer: Viewer, base_id: int, client_ip: str) -> 
 
     A click while the same request is still pending returns that request again.
     """
-    with fs.db.session() as s:
+    with fs.db.sessionmaker() as s:
         base = s.get(Machine, base_id) if 0 < base_id <= MAX_ID else None
         if base is None or not base.is_base or not (base.is_public or viewer.is_admin):
             raise NotFound(f"no base {base_id}")
@@ -224,7 +225,7 @@ def machine_action(fs: FrontState, viewer: Viewer, machine_id: int, action: str,
         raise NotFound(f"no action {action}")
     if action in ADMIN_ACTIONS and not viewer.is_admin:
         raise Forbidden(f"{action} is for administrators")
-    with fs.db.session() as s:
+    with fs.db.sessionmaker() as s:
         m = visible_machine(s, viewer, machine_id)
         if m.is_base and action in ("remove", "start") and not viewer.is_admin:
             raise Forbidden(f"{action} of a base is for administrators")
@@ -255,7 +256,7 @@ def set_public(fs: FrontState, viewer: Viewer, machine_id: int, public: bool) ->
     """Make a base public (listed for every user) or private: a direct flag change."""
     if not viewer.is_admin:
         raise Forbidden("only administrators publish bases")
-    with fs.db.session() as s:
+    with write_session(fs.db) as s:
         m = visible_machine(s, viewer, machine_id)
         if not m.is_base:
             raise Conflict(f"{m.name} is not a base; prepare it first")
@@ -291,7 +292,7 @@ def create_machine(fs: FrontState, viewer: Viewer, data: dict[str, Any]) -> int:
         "disk_gb": validate.integer(data.get("disk_gb", 10), "disk_gb", lo=1, hi=4096),
         "owner_id": viewer.id,
     }
-    with fs.db.session() as s:
+    with fs.db.sessionmaker() as s:
         if s.scalar(select(Machine.id).where(Machine.name == name)) is not None:
             raise Conflict(f"a machine named {name} already exists")
         pending = s.scalars(select(Request).where(
