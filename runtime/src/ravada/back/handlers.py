@@ -206,6 +206,9 @@ def create(ctx: Context, job: Job) -> Result:
     owner_id = args.get("owner_id", job.user_id)
     if owner_id is not None:
         _user(ctx, owner_id)
+    with writing(ctx.db) as s:
+        if s.scalar(select(Machine.id).where(Machine.name == name)) is not None:
+            raise RequestError(f"a machine named {name!r} already exists")
     if ctx.host.has_guest(name) or own_volumes(ctx, name):
         raise RequestError(f"a libvirt domain or volume named {name!r} already exists")
     machine_id = _new_machine(ctx, job, name=name, owner_id=owner_id, memory_mb=memory_mb,
