@@ -130,6 +130,12 @@ def backend_alive(db: Database) -> bool:
     return newest is not None and newest >= utcnow() - FRESH
 
 
+def require_backend(db: Database) -> None:
+    if not backend_alive(db):
+        raise AdminError("no rvd_back daemon is running (no heartbeat in the last "
+                         f"{int(FRESH.total_seconds())} s): start it first")
+
+
 def machines_for(db: Database, names: list[str], all_: bool, states: tuple[str, ...]
                  ) -> list[tuple[int, str]]:
     """(id, name) of the named machines, or of every machine in ``states`` with --all."""
@@ -150,9 +156,7 @@ def machines_for(db: Database, names: list[str], all_: bool, states: tuple[str, 
 def run_requests(config: Config, db: Database, command: str, machines: list[tuple[int, str]],
                  timeout: float) -> list[tuple[str, Request]]:
     """Queue ``command`` for each machine, wake rvd_back, wait for all; (name, request)."""
-    if not backend_alive(db):
-        raise AdminError("no rvd_back daemon is running (no heartbeat in the last "
-                         f"{int(FRESH.total_seconds())} s): start it first")
+    require_backend(db)
     with writing(db) as s:
         ids = [(name, queue.enqueue(s, command, machine_id=mid).id) for mid, name in machines]
     queue.notify(config.queue.socket)

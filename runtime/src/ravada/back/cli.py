@@ -94,6 +94,7 @@ def _read_password(path: str | None) -> str:
 
 def _bulk(cfg: rconfig.Config, db: Database, command: str, names: list[str],
           all_: bool, wait: float) -> int:
+    admin.require_backend(db)
     machines = admin.machines_for(db, names, all_, ("running", "paused"))
     if not machines:
         print(f"no machine to {command}")
