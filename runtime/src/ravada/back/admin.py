@@ -10,7 +10,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
 from ravada import queue
-from ravada.back.tx import writing
 from ravada.config import Config
 from ravada.db import Backend, Database, Machine, Request, User, utcnow
 from ravada.passwords import check_policy, hash_password
@@ -34,7 +33,7 @@ def add_user(db: Database, name: str, password: str, admin: bool = False) -> int
     if not name or len(name) > 64 or any(c.isspace() for c in name):
         raise AdminError(f"bad user name {name!r}: 1-64 characters, no spaces")
     check_policy(password)
-    with writing(db) as s:
+    with db.session() as s:
         if s.scalar(select(User.id).where(User.name == name)) is not None:
             raise AdminError(f"user {name!r} already exists")
         user = User(name=name, password_hash=hash_password(password), is_admin=admin)
@@ -45,17 +44,17 @@ def add_user(db: Database, name: str, password: str, admin: bool = False) -> int
 
 def set_password(db: Database, name: str, password: str) -> None:
     check_policy(password)
-    with writing(db) as s:
+    with db.session() as s:
         _get_user(s, name).password_hash = hash_password(password)
 
 
 def set_admin(db: Database, name: str, admin: bool) -> None:
-    with writing(db) as s:
+    with db.session() as s:
         _get_user(s, name).is_admin = admin
 
 
 def remove_user(db: Database, name: str) -> None:
-    with writing(db) as s:
+    with db.session() as s:
         user = _get_user(s, name)
         owned = s.scalars(select(Machine.name).where(Machine.owner_id == user.id)).all()
         if owned:
@@ -76,7 +75,7 @@ class MachineRow:
 
 def list_machines(db: Database) -> list[MachineRow]:
     base = aliased(Machine)
-    with writing(db) as s:
+    with db.session() as s:
         rows = s.execute(
             select(Machine, User.name, base.name)
             .outerjoin(User, User.id == Machine.owner_id)
@@ -99,7 +98,7 @@ def import_domain(config: Config, db: Database, name: str, owner: str | None) ->
     """Adopt the existing libvirt domain ``name`` as a machine."""
     from ravada.virt import GuestNotFound, Host
 
-    with writing(db) as s:
+    with db.session() as s:
         if s.scalar(select(Machine.id).where(Machine.name == name)) is not None:
             raise AdminError(f"machine {name!r} is already managed by Ravada")
         owner_id = _get_user(s, owner).id if owner else None
@@ -112,7 +111,7 @@ def import_domain(config: Config, db: Database, name: str, owner: str | None) ->
         info = host.conn().lookupByName(name).info()  # [state, maxMem KiB, mem, vcpus, cpu]
         state = guest.state()
         display = guest.display() if state == "running" else None
-        with writing(db) as s:
+        with db.session() as s:
             m = Machine(name=name, owner_id=owner_id, state=state, memory_mb=info[1] // 1024,
                         vcpus=info[3], domain_uuid=guest.uuid, display=display,
                         description="imported")
@@ -124,7 +123,7 @@ def import_domain(config: Config, db: Database, name: str, owner: str | None) ->
 
 
 def backend_alive(db: Database) -> bool:
-    with writing(db) as s:
+    with db.session() as s:
         newest = s.scalar(select(Backend.heartbeat_at).order_by(Backend.heartbeat_at.desc())
                           .limit(1))
     return newest is not None and newest >= utcnow() - FRESH
@@ -139,7 +138,7 @@ def require_backend(db: Database) -> None:
 def machines_for(db: Database, names: list[str], all_: bool, states: tuple[str, ...]
                  ) -> list[tuple[int, str]]:
     """(id, name) of the named machines, or of every machine in ``states`` with --all."""
-    with writing(db) as s:
+    with db.session() as s:
         if all_:
             rows = s.execute(select(Machine.id, Machine.name)
                              .where(Machine.state.in_(states)).order_by(Machine.name)).all()
@@ -157,7 +156,7 @@ def run_requests(config: Config, db: Database, command: str, machines: list[tupl
                  timeout: float) -> list[tuple[str, Request]]:
     """Queue ``command`` for each machine, wake rvd_back, wait for all; (name, request)."""
     require_backend(db)
-    with writing(db) as s:
+    with db.session() as s:
         ids = [(name, queue.enqueue(s, command, machine_id=mid).id) for mid, name in machines]
     queue.notify(config.queue.socket)
     deadline = time.monotonic() + timeout

@@ -26,7 +26,6 @@ from ravada.back.errors import RequestError
 from ravada.back.handlers import Handler
 from ravada.back.recovery import clean_stale_backends, recover
 from ravada.back.sync import EventSink, reconcile_firewall, sync_all
-from ravada.back.tx import writing
 from ravada.config import Config
 from ravada.db import Backend, Database, Request, utcnow
 from ravada.db.migrate import upgrade
@@ -101,7 +100,7 @@ class Daemon:
 
     def _heartbeat(self, first: bool = False) -> None:
         now = utcnow()
-        with writing(self.db) as s:
+        with self.db.session() as s:
             row = s.get(Backend, self.name)
             if row is None or first:
                 s.merge(Backend(name=self.name, version=ravada.__version__, started_at=now,
@@ -230,7 +229,7 @@ class Daemon:
             self.waker.close()
             self.waker = None
         try:
-            with writing(self.db) as s:
+            with self.db.session() as s:
                 s.execute(delete(Backend).where(Backend.name == self.name))
         except Exception:
             log.exception("could not unregister backend %s", self.name)

@@ -29,7 +29,6 @@ from ravada.back.machines import (
     own_volumes,
 )
 from ravada.back.sync import sync_all
-from ravada.back.tx import writing
 from ravada.db import FirewallRule, Machine, Request, User
 from ravada.firewall import FirewallError, check_ip
 from ravada.virt import Guest, GuestNotFound, VirtError, render_domain
@@ -88,7 +87,7 @@ def _iso_path(ctx: Context, iso: Any) -> str | None:
 def _user(ctx: Context, user_id: Any) -> User:
     if isinstance(user_id, bool) or not isinstance(user_id, int):
         raise RequestError(f"bad user_id {user_id!r}: an integer")
-    with writing(ctx.db) as s:
+    with ctx.db.session() as s:
         user = s.get(User, user_id)
         if user is None:
             raise RequestError(f"user {user_id} does not exist")
@@ -98,7 +97,7 @@ def _user(ctx: Context, user_id: Any) -> User:
 # -- helpers ------------------------------------------------------------------------------
 
 def _load(ctx: Context, job: Job) -> Machine:
-    with writing(ctx.db) as s:
+    with ctx.db.session() as s:
         return get_machine(s, job.machine_id)
 
 
@@ -112,7 +111,7 @@ def _guest(ctx: Context, machine: Machine) -> Guest:
 def _record(ctx: Context, machine_id: int, guest: Guest) -> str:
     """Write the guest's state (and display, or closed access) to the row; return state."""
     state = guest.state()
-    with writing(ctx.db) as s:
+    with ctx.db.session() as s:
         machine = s.get(Machine, machine_id)
         if machine is None:
             return state
@@ -132,14 +131,14 @@ def _need_running(guest: Guest, what: str) -> None:
 
 def _progress(ctx: Context, job: Job, **partial: Any) -> None:
     """Note what a create/clone has made so far (read by recovery after a crash)."""
-    with writing(ctx.db) as s:
+    with ctx.db.session() as s:
         s.execute(update(Request).where(Request.id == job.id).values(result=partial))
 
 
 def _new_machine(ctx: Context, job: Job, **fields: Any) -> int:
     """Insert the row in state ``creating``; a taken name is a clear error."""
     try:
-        with writing(ctx.db) as s:
+        with ctx.db.session() as s:
             machine = Machine(state="creating", **fields)
             s.add(machine)
             s.flush()
@@ -161,7 +160,7 @@ def _xml(ctx: Context, name: str, memory_mb: int, vcpus: int, disks: list[str],
 
 def open_display_for(ctx: Context, machine_id: int, client_ip: str) -> Result:
     """Fresh one-time password, firewall open to ``client_ip``, display info."""
-    with writing(ctx.db) as s:
+    with ctx.db.session() as s:
         machine = get_machine(s, machine_id)
     guest = _guest(ctx, machine)
     _need_running(guest, "open the display of")
@@ -173,7 +172,7 @@ def open_display_for(ctx: Context, machine_id: int, client_ip: str) -> Result:
     expires = rdisplay.valid_until(ctx.config.display.password_lifetime)
     guest.set_display_password(password, expires)
     ctx.firewall.open(machine.name, ports, client_ip)
-    with writing(ctx.db) as s:
+    with ctx.db.session() as s:
         s.execute(delete(FirewallRule).where(FirewallRule.machine_id == machine_id))
         s.add_all(FirewallRule(machine_id=machine_id, client_ip=client_ip, port=p) for p in ports)
         s.execute(update(Machine).where(Machine.id == machine_id)
@@ -206,7 +205,7 @@ def create(ctx: Context, job: Job) -> Result:
     owner_id = args.get("owner_id", job.user_id)
     if owner_id is not None:
         _user(ctx, owner_id)
-    with writing(ctx.db) as s:
+    with ctx.db.session() as s:
         if s.scalar(select(Machine.id).where(Machine.name == name)) is not None:
             raise RequestError(f"a machine named {name!r} already exists")
     if ctx.host.has_guest(name) or own_volumes(ctx, name):
@@ -216,7 +215,7 @@ def create(ctx: Context, job: Job) -> Result:
     try:
         disks = [ctx.storage.create_disk(name, disk_gb)] if disk_gb else []
         guest = ctx.host.define(_xml(ctx, name, memory_mb, vcpus, disks, iso))
-        with writing(ctx.db) as s:
+        with ctx.db.session() as s:
             s.execute(update(Machine).where(Machine.id == machine_id)
                       .values(domain_uuid=guest.uuid, state=guest.state()))
     except BaseException:
@@ -245,13 +244,13 @@ def prepare_base(ctx: Context, job: Job) -> Result:
         iso = None
     ctx.host.define(_xml(ctx, machine.name, machine.memory_mb, machine.vcpus, [base_image],
                          iso, uuid=guest.uuid))
-    with writing(ctx.db) as s:
+    with ctx.db.session() as s:
         s.execute(update(Machine).where(Machine.id == machine.id).values(is_base=True))
     return {"base_image": base_image}
 
 
 def _clone_count(ctx: Context, base_id: int) -> int:
-    with writing(ctx.db) as s:
+    with ctx.db.session() as s:
         return s.scalar(select(func.count()).select_from(Machine)
                         .where(Machine.base_id == base_id)) or 0
 
@@ -273,7 +272,7 @@ def remove_base(ctx: Context, job: Job) -> Result:
     except BaseException:
         ctx.storage.delete(overlay)
         raise
-    with writing(ctx.db) as s:
+    with ctx.db.session() as s:
         s.execute(update(Machine).where(Machine.id == machine.id).values(is_base=False))
     return {}
 
@@ -286,7 +285,7 @@ def clone(ctx: Context, job: Job) -> Result:
     user = _user(ctx, args.get("user_id", job.user_id))
     start = _bool_arg(args, "start")
     client_ip = _client_ip(args, required=False)
-    with writing(ctx.db) as s:
+    with ctx.db.session() as s:
         existing = s.scalar(select(Machine).where(Machine.base_id == base.id,
                                                   Machine.owner_id == user.id)
                             .order_by(Machine.id).limit(1))
@@ -305,7 +304,7 @@ def clone(ctx: Context, job: Job) -> Result:
         try:
             overlay = ctx.storage.create_overlay(name, base_disks[0])
             guest = ctx.host.define(_xml(ctx, name, base.memory_mb, base.vcpus, [overlay], None))
-            with writing(ctx.db) as s:
+            with ctx.db.session() as s:
                 s.execute(update(Machine).where(Machine.id == machine_id)
                           .values(domain_uuid=guest.uuid, state=guest.state()))
         except BaseException:
@@ -313,7 +312,7 @@ def clone(ctx: Context, job: Job) -> Result:
             raise
     result: Result = {"machine_id": machine_id}
     if start or client_ip:
-        with writing(ctx.db) as s:
+        with ctx.db.session() as s:
             machine = get_machine(s, machine_id)
         _start(ctx, machine, None)
         if client_ip:
@@ -386,7 +385,7 @@ def remove(ctx: Context, job: Job) -> Result:
     if clones:
         raise RequestError(f"machine {machine.name!r} is a base with {clones} clone(s): "
                            "remove them first")
-    with writing(ctx.db) as s:
+    with ctx.db.session() as s:
         s.execute(update(Machine).where(Machine.id == machine.id).values(state="removing"))
     discard(ctx, machine.name, machine.id)
     shot = ctx.screenshot_dir / f"{machine.id}.png"

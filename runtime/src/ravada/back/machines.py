@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 
 from ravada.back.context import Context
 from ravada.back.errors import RequestError
-from ravada.back.tx import writing
 from ravada.db import FirewallRule, Machine
 from ravada.virt import GuestNotFound
 
@@ -84,7 +83,7 @@ def discard(ctx: Context, name: str, machine_id: int | None = None) -> None:
     for path in own_volumes(ctx, name):
         ctx.storage.delete(path)
     ctx.firewall.close(name)
-    with writing(ctx.db) as s:
+    with ctx.db.session() as s:
         q = select(Machine).where(
             Machine.id == machine_id if machine_id is not None else Machine.name == name)
         machine = s.scalar(q)

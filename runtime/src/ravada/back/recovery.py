@@ -16,7 +16,6 @@ from sqlalchemy import select, update
 from ravada.back.context import Context
 from ravada.back.handlers import RETRYABLE
 from ravada.back.machines import discard
-from ravada.back.tx import writing
 from ravada.db import Backend, Machine, Request, utcnow
 from ravada.queue import FAILED, REQUESTED, WORKING
 
@@ -55,7 +54,7 @@ def _half_made(ctx: Context, req: Request) -> list[tuple[int | None, str]]:
     """The machines (id, name) an interrupted create/clone started to make."""
     found: dict[int | None, str] = {}
     made = (req.result or {}).get("machine_id")
-    with writing(ctx.db) as s:
+    with ctx.db.session() as s:
         if isinstance(made, int):
             m = s.get(Machine, made)
             if m is not None and m.state in ("creating", "failed"):
@@ -71,7 +70,7 @@ def _half_made(ctx: Context, req: Request) -> list[tuple[int | None, str]]:
 def recover(ctx: Context, me: str) -> dict[str, int]:
     """Retry or fail every orphaned ``working`` request; returns counts."""
     counts = {"retried": 0, "failed": 0, "cleaned": 0}
-    with writing(ctx.db) as s:
+    with ctx.db.session() as s:
         beats = {b.name: b.heartbeat_at for b in s.scalars(select(Backend))}
         orphans = [r for r in s.scalars(select(Request).where(Request.status == WORKING))
                    if is_dead(r.worker, beats, me)]
@@ -93,7 +92,7 @@ def recover(ctx: Context, me: str) -> dict[str, int]:
                       "finished_at": utcnow()}
             counts["failed"] += 1
             log.warning("request %d (%s) was interrupted: failed", req.id, req.command)
-        with writing(ctx.db) as s:
+        with ctx.db.session() as s:
             s.execute(update(Request).where(Request.id == req.id, Request.status == WORKING)
                       .values(**values))
     return counts
@@ -101,7 +100,7 @@ def recover(ctx: Context, me: str) -> dict[str, int]:
 
 def clean_stale_backends(ctx: Context, me: str) -> None:
     """Forget backend rows whose heartbeat stopped (the front shows only live ones)."""
-    with writing(ctx.db) as s:
+    with ctx.db.session() as s:
         for b in s.scalars(select(Backend)):
             if b.name != me and is_dead(b.name, {b.name: b.heartbeat_at}, me):
                 s.delete(b)

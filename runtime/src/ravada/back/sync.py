@@ -10,7 +10,6 @@ from sqlalchemy import delete, select
 
 from ravada.back.context import Context
 from ravada.back.machines import close_access
-from ravada.back.tx import writing
 from ravada.db import FirewallRule, Machine
 from ravada.firewall import Rule
 from ravada.virt import GuestNotFound
@@ -39,7 +38,7 @@ def sync_all(ctx: Context) -> dict[str, int]:
     """Every machine's state and display from libvirt; returns counts."""
     guests = ctx.host.list_guests()
     counts = {"machines": 0, "changed": 0, "missing": 0}
-    with writing(ctx.db) as s:
+    with ctx.db.session() as s:
         for machine in s.scalars(select(Machine)):
             counts["machines"] += 1
             if machine.state in BUSY:
@@ -57,7 +56,7 @@ def reconcile_firewall(ctx: Context) -> int:
     """Make the chain hold exactly the rules of running machines; drop other rows."""
     ctx.firewall.ensure_chain()
     desired: list[Rule] = []
-    with writing(ctx.db) as s:
+    with ctx.db.session() as s:
         rows = s.execute(select(FirewallRule, Machine).join(
             Machine, Machine.id == FirewallRule.machine_id)).all()
         stale = []
@@ -91,7 +90,7 @@ class EventSink:
         if ctx is None:
             return
         try:
-            with writing(ctx.db) as s:
+            with ctx.db.session() as s:
                 machine = s.scalar(select(Machine).where(Machine.name == name))
                 if machine is None or machine.state in BUSY:
                     return
