@@ -1,7 +1,7 @@
 """A private X server (Xvfb) and the SPICE client (remote-viewer) running in it.
 
-:class:`Xvfb` starts ``Xvfb`` on the first free display (or ``:N``) and returns
-once the server accepts clients (``-displayfd`` tells us, no sleeping).
+:class:`Xvfb` starts ``Xvfb`` on a free display from :77 up (or ``:N``) and
+returns once the server accepts clients (``-displayfd``, then one client).
 :func:`remote_viewer` opens a ``.vv`` file on that display.
 :meth:`Xvfb.windows` lists the top-level window titles (``xwininfo -root -tree``),
 which is how the test tells the guest's window from an error dialog.
@@ -29,7 +29,7 @@ class DisplayError(RuntimeError):
 
 
 class Xvfb:
-    """One Xvfb server on display *number*, or the first free one when None (context manager)."""
+    """One Xvfb server on display *number*, or a free one when None (context manager)."""
 
     def __init__(self, number: int | None = None, size: str = "1280x1024x24") -> None:
         self.number = number
@@ -46,27 +46,49 @@ class Xvfb:
         return {**os.environ, "DISPLAY": self.display}
 
     def start(self, timeout: float = 15.0) -> Xvfb:
-        """Start the server and wait until it announces it is ready."""
-        if self.number is not None and Path(f"/tmp/.X{self.number}-lock").exists():
-            raise DisplayError(f"display :{self.number} is taken (/tmp/.X{self.number}-lock)")
-        wanted = [self.display] if self.number is not None else []
+        """Start the server and wait until it accepts clients.
+
+        Without a number, displays from :77 up are tried, skipping those with a lock
+        file or socket (Xvfb refuses a display in use and exits: the next one is tried).
+        """
+        candidates = [self.number] if self.number is not None else [
+            n for n in range(77, 177)
+            if not Path(f"/tmp/.X{n}-lock").exists() and not Path(f"/tmp/.X11-unix/X{n}").exists()
+        ]
+        for number in candidates[:10]:
+            if self._start_on(number, timeout):
+                return self
+        raise DisplayError(f"Xvfb did not start on any of {candidates[:10]}")
+
+    def _start_on(self, number: int, timeout: float) -> bool:
         read_fd, write_fd = os.pipe()
         self.proc = subprocess.Popen(
-            ["Xvfb", *wanted, "-screen", "0", self.size, "-nolisten", "tcp",
+            ["Xvfb", f":{number}", "-screen", "0", self.size, "-nolisten", "tcp",
              "-displayfd", str(write_fd)],
-            pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         os.close(write_fd)
         try:
-            ready, _, _ = select.select([read_fd], [], [], timeout)
-            announced = os.read(read_fd, 32).decode().strip() if ready else ""
+            announced = _read_line(read_fd, timeout)
         finally:
+            # Only after the whole line: Xvfb writes the number and the newline separately
+            # and dies ("Cannot write display number") if the pipe is closed in between.
             os.close(read_fd)
-        if not announced.isdigit() or (self.number is not None and announced != str(self.number)):
+        if announced != str(number):
             self.stop()
-            raise DisplayError(f"Xvfb did not start within {timeout}s")
-        self.number = int(announced)
-        return self
+            return False
+        self.number = number
+        # The announcement can come before the first client is accepted: wait for one.
+        try:
+            wait_until(self._answers, timeout, interval=0.05, what=f"Xvfb {self.display}")
+        except TimeoutError:
+            self.stop()
+            return False
+        return True
+
+    def _answers(self) -> bool:
+        return subprocess.run(["xwininfo", "-root"], env=self.env(), capture_output=True,
+                              timeout=10, check=False).returncode == 0
 
     def stop(self) -> None:
         """Stop the server (idempotent)."""
@@ -114,6 +136,21 @@ class Xvfb:
         subprocess.run(["import", "-window", "root", str(path)], env=self.env(),
                        capture_output=True, timeout=20, check=True)
         return path
+
+
+def _read_line(fd: int, timeout: float) -> str:
+    """Read from *fd* up to a newline (or EOF / *timeout*)."""
+    deadline = time.monotonic() + timeout
+    data = b""
+    while b"\n" not in data:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            break
+        chunk = os.read(fd, 32)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode(errors="replace").strip()
 
 
 def wait_until(probe: Callable[[], T | None], timeout: float, interval: float = 0.2,
