@@ -1,27 +1,39 @@
-# ruff: noqa: F811  (pytest fixtures imported from test_front_support)
 """The front as a person sees it: headless Debian chromium driven by Playwright.
 
-Logs in, starts a desktop, waits on the live progress, reaches the display page and
-takes screenshots (saved to docs/screenshots/ for the README). The backend is the
-contract-level stub of test_front_support on the real queue: libvirt's test driver
-gives the real rvd_back no display ports (see test_browser_front_real_backend).
+The real pair runs in this process: rvd_back's daemon in a thread on libvirt's
+test:///default driver (the only libvirt connection here: the daemon owns it) and the
+real rvd_front app served by werkzeug, both on one SQLite database. A public base is
+made through the real request path; a normal user logs in, clicks Start, and lands on
+the display page. Screenshots go to tmp_path; with RAVADA_UPDATE_SCREENSHOTS=1 they
+are also copied to docs/screenshots/ for the README.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
-from test_front_support import PASSWORD, World, tiny_png, world  # noqa: F401
+from sqlalchemy import select
 from werkzeug.serving import make_server
+
+from ravada import config as rconfig
+from ravada import queue
+from ravada.back.admin import add_user
+from ravada.back.daemon import Daemon
+from ravada.db import Database, Machine
+from ravada.front import create_app
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+PASSWORD = "correct horse battery"
 
 pytestmark = [
     pytest.mark.browser,
@@ -29,18 +41,93 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def served(world: World) -> Iterator[tuple[World, str]]:
-    server = make_server("127.0.0.1", 0, world.app, threaded=True)
-    t = threading.Thread(target=server.serve_forever, daemon=True)
-    t.start()
-    yield world, f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    t.join(5)
+@dataclass
+class Site:
+    """The real rvd_back and rvd_front, a public base and a normal user."""
+
+    url: str
+    db: Database
+    cfg: rconfig.Config
+    base_id: int
+    base_name: str
+    user: str
+
+    def run(self, command: str, args: dict[str, Any] | None = None,
+            **kw: Any) -> dict[str, Any]:
+        """Submit a request as the front does and wait for rvd_back to finish it."""
+        rid = queue.submit(self.db, self.cfg.queue.socket, command, args, **kw)
+        req = queue.wait_for(self.db, rid, 20)
+        assert req.status == queue.DONE, f"{command}: {req.status} {req.error}"
+        return req.result or {}
+
+    def machine(self, name: str) -> Machine:
+        with self.db.sessionmaker() as s:
+            m = s.scalar(select(Machine).where(Machine.name == name))
+            assert m is not None, f"no machine {name}"
+            return m
+
+
+def make_config(tmp_path: Path, db_url: str) -> rconfig.Config:
+    (tmp_path / "isos").mkdir(exist_ok=True)
+    return rconfig.from_dict({
+        "database": {"url": db_url},
+        "libvirt": {"uri": "test:///default", "storage_pool": "default-pool"},
+        "queue": {"socket": str(tmp_path / "queue.sock")},
+        "display": {"listen": "127.0.0.1"},
+        "firewall": {"enabled": False},
+        "front": {"secret_key_file": str(tmp_path / "front.key"),
+                  "iso_dir": str(tmp_path / "isos")},
+    })
 
 
 @pytest.fixture
-def browser() -> Iterator[object]:
+def site(tmp_path: Path, sqlite_db: Database) -> Iterator[Site]:
+    cfg = make_config(tmp_path, sqlite_db.url)
+    daemon = Daemon(cfg, db=sqlite_db, screenshot_dir=tmp_path / "shots", stop_wait=5)
+    daemon.start()
+    back = threading.Thread(target=daemon.run, name="rvd_back", daemon=True)
+    back.start()
+    server = make_server("127.0.0.1", 0, create_app(cfg, sqlite_db), threaded=True)
+    front = threading.Thread(target=server.serve_forever, name="rvd_front", daemon=True)
+    front.start()
+    admin_id = add_user(sqlite_db, "admin", PASSWORD, admin=True)
+    add_user(sqlite_db, "bob", PASSWORD)
+    name = "debian12"  # test:///default lives as long as the process: removed at teardown
+    s = Site(f"http://127.0.0.1:{server.server_port}", sqlite_db, cfg, 0, name, "bob")
+    try:
+        s.base_id = s.run("create", {"name": name, "disk_gb": 2, "memory_mb": 1024,
+                                     "vcpus": 2, "owner_id": admin_id},
+                          user_id=admin_id)["machine_id"]
+        s.run("prepare_base", machine_id=s.base_id, user_id=admin_id)
+        with sqlite_db.session() as db_s:
+            base = db_s.get(Machine, s.base_id)
+            base.is_public = True
+            base.description = "Debian 12 desktop with LibreOffice"
+        yield s
+    finally:
+        server.shutdown()
+        front.join(5)
+        try:
+            _remove_all(s)
+            assert not daemon.host.has_guest(name) and not daemon.host.has_guest(name + "-bob")
+        finally:
+            daemon.stop()
+            back.join(15)
+            daemon.close()
+        assert not back.is_alive()
+
+
+def _remove_all(s: Site) -> None:
+    """Leave test:///default as found: clones first, then the base."""
+    with s.db.sessionmaker() as db_s:
+        ids = db_s.scalars(select(Machine.id).order_by(Machine.base_id.is_(None),
+                                                       Machine.id.desc())).all()
+    for mid in ids:
+        s.run("remove", machine_id=mid)
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -48,75 +135,76 @@ def browser() -> Iterator[object]:
         b.close()
 
 
-def _desktop_png(path: Path) -> None:
-    """A screenshot that looks like a desktop at thumbnail size."""
-    import struct
-    import zlib
-
-    w, h = 640, 400
-    rows = []
-    for y in range(h):
-        if y >= h - 28:
-            px = b"\x22\x2a\x36"
-        else:
-            px = bytes((30 + y // 8, 70 + y // 6, 140 + y // 5))
-        rows.append(b"\x00" + px * w)
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-    path.write_bytes(b"\x89PNG\r\n\x1a\n"
-                     + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(b"".join(rows))) + chunk(b"IEND", b""))
+def _shot(page: Any, tmp_path: Path, name: str) -> Path:
+    """A full-page screenshot in tmp_path; copied to docs/ only when asked to."""
+    path = tmp_path / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    if os.environ.get("RAVADA_UPDATE_SCREENSHOTS") == "1":
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, SHOTS / f"{name}.png")
+    return path
 
 
-def test_login_start_desktop_and_display_page(served: tuple[World, str], browser: object,
+def _not_an_error_page(page: Any) -> None:
+    assert not page.title().startswith("Error"), page.title()
+    assert page.locator(".error-detail").count() == 0
+    assert page.locator("#display-problem").count() == 0
+
+
+def test_login_start_desktop_and_display_page(site: Site, browser: Any,
                                              tmp_path: Path) -> None:
-    w, base = served
-    assert tiny_png()  # the stub's default screenshots are tiny; draw a desktop instead
-    real_handle = w.backend._handle
-
-    def handle(rid: int) -> None:
-        real_handle(rid)
-        for png in (tmp_path / "shots").glob("*.png"):
-            _desktop_png(png)
-    w.backend._handle = handle  # type: ignore[method-assign]
-    with w.db.session() as s:
-        from ravada.db import Machine
-        s.get(Machine, w.base).description = "Debian 12 desktop with LibreOffice"
-    page = browser.new_page(viewport={"width": 1100, "height": 720})  # type: ignore[attr-defined]
+    page = browser.new_page(viewport={"width": 1100, "height": 720}, accept_downloads=True)
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
 
-    page.goto(base + "/")
+    page.goto(site.url + "/")
     assert "/login" in page.url
-    page.fill("input[name=name]", "bob")
+    page.fill("input[name=name]", site.user)
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_selector("#bases")
     assert page.title().startswith("Desktops")
     assert page.locator("h1").inner_text() == "Desktops"
-    assert page.locator("[data-start]").first.is_visible()
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "user.png"), full_page=True)
+    card = page.locator(f"[data-base='{site.base_id}']")
+    assert card.locator("h2").inner_text() == site.base_name
+    assert card.locator("[data-start]").is_visible()
+    _not_an_error_page(page)
+    _shot(page, tmp_path, "user")
 
-    page.click("[data-start]")
+    card.locator("[data-start]").click()
     page.wait_for_url("**/machine/*", timeout=15000)
     page.wait_for_selector("#display-password")
-    assert page.locator("h1").inner_text().startswith("desk-bob")
-    assert page.locator("#display-password").inner_text().startswith("Pw")
-    assert page.locator("#vv-link").is_visible() and page.locator("#browser-link").is_visible()
-    assert page.locator("#vnc-address").inner_text().startswith("127.0.0.1:")
+    _not_an_error_page(page)
+
+    # What rvd_back really did: a clone of the base for bob, running, with display ports.
+    clone = site.machine(f"{site.base_name}-{site.user}")
+    assert (clone.state, clone.base_id) == ("running", site.base_id)
+    vnc = clone.display["vnc"]
+    assert isinstance(vnc, int) and vnc >= 5900
+    assert page.url.endswith(f"/machine/{clone.id}")
+    assert page.locator("h1").inner_text().startswith(clone.name)
+    assert page.locator("#vnc-address").inner_text() == f"127.0.0.1:{vnc}"
+    password = page.locator("#display-password").inner_text()
+    assert len(password) >= 16 and password.isprintable() and " " not in password
+    assert page.locator("#browser-link").is_visible()
+
+    # The thumbnail is the PNG the real screenshot handler took from the test driver.
     page.wait_for_selector("#thumb:not([hidden])", timeout=10000)
-    assert page.evaluate("document.getElementById('thumb').naturalWidth") == 640
-    assert "Error" not in page.title()
-    page.screenshot(path=str(SHOTS / "display.png"), full_page=True)
+    page.wait_for_function("document.getElementById('thumb').complete")
+    assert page.evaluate("document.getElementById('thumb').naturalWidth") > 0
+    shot = Path(tmp_path / "shots" / f"{clone.id}.png")
+    assert shot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    _shot(page, tmp_path, "display")
+
+    with page.expect_download() as dl:
+        page.click("#vv-link")
+    vv = Path(dl.value.path()).read_text()
+    assert dl.value.suggested_filename == f"{clone.name}.vv"
+    assert vv.startswith("[virt-viewer]")
+    spice = site.machine(clone.name).display["spice"]
+    lines = vv.splitlines()
+    assert f"port={spice}" in lines and "host=127.0.0.1" in lines and "type=spice" in lines
+    vv_password = next(x for x in lines if x.startswith("password="))[len("password="):]
+    assert len(vv_password) >= 16  # a fresh one-time password: the .vv opened the display again
     assert not errors, errors
-    # The display page opened the display for this browser's address.
-    assert w.requests("open_display")[-1].args == {"client_ip": "127.0.0.1"}
-
-
-def test_browser_front_real_backend() -> None:
-    pytest.skip("rvd_back on libvirt's test:///default cannot open a display (the test driver "
-                "has no graphics ports and no virDomainUpdateDeviceFlags); the molecule e2e "
-                "test drives the real pair on KVM")

@@ -2,9 +2,8 @@
 
 ``StubBackend`` answers requests through the real queue (claim/finish, woken by
 the real datagram socket) with results shaped as docs/runtime-contract.md says.
-It stands in for rvd_back because libvirt's test:///default driver has neither
-display ports nor live password updates, so the real daemon cannot open a
-display there; the KVM end-to-end test covers the real pair.
+It stands in for rvd_back so these tests can pause the backend or make one command
+fail at will; test_browser_front.py drives the real daemon on test:///default.
 """
 
 from __future__ import annotations
