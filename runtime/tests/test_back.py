@@ -453,10 +453,6 @@ def test_per_machine_serialisation(cfg: rconfig.Config, db: Database, tmp_path: 
                        for p, n in itertools.pairwise(rows)), \
                 [(r.id, str(r.started_at), str(r.finished_at)) for r in rows]
             order = [r.id for r in rows]
-            if order != sorted(order) and db.dialect != "sqlite":
-                pytest.xfail(f"queue.claim on MariaDB ran one machine's requests out of order "
-                             f"{order}: a candidate skipped as busy is overtaken by a later one "
-                             "once the machine frees up mid-loop (reported to the lead)")
             assert order == sorted(order), "one machine's requests must run in FIFO order"
 
 

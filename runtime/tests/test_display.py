@@ -88,7 +88,7 @@ def test_connection_info_matches_contract() -> None:
         "password": "Secret0123456789abcd",
         "expires": "2030-01-02T03:04:05Z",
         "spice": {"port": 5900, "tls_port": 5901},
-        "vnc": {"port": 5902},
+        "vnc": {"port": 5902, "password": "Secret01"},  # VNC takes 8 characters
         "machine": "desk-1",
     }
     no_tls = connection_info("m", {**DISPLAY, "spice_tls": None}, "h", "p" * 20, EXPIRES)

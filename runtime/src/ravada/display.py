@@ -57,6 +57,9 @@ def _port(value: Any, what: str, *, optional: bool = False) -> int | None:
     return value
 
 
+VNC_PASSWORD_LENGTH = 8
+
+
 def connection_info(machine_name: str, display: dict[str, Any], host: str, password: str,
                     expires: datetime) -> dict[str, Any]:
     """The display info of the runtime contract for ``display`` (``Machine.display``).
@@ -79,7 +82,9 @@ def connection_info(machine_name: str, display: dict[str, Any], host: str, passw
             "port": _port(display["spice"], "display.spice"),
             "tls_port": _port(display.get("spice_tls"), "display.spice_tls", optional=True),
         },
-        "vnc": {"port": _port(display["vnc"], "display.vnc")},
+        # VNC authentication uses 8 characters at most (libvirt refuses longer ones).
+        "vnc": {"port": _port(display["vnc"], "display.vnc"),
+                "password": password[:VNC_PASSWORD_LENGTH]},
         "machine": machine_name,
     }
 

@@ -138,7 +138,10 @@ def claim(db: Database, worker: str) -> int | None:
             .order_by(Request.id).limit(32)
             .with_for_update(skip_locked=True)
         ).all()
+        skipped: set[int] = set()
         for req_id, machine_id in candidates:
+            if machine_id in skipped:
+                continue  # an older request of this machine waits: keep their order
             if machine_id is not None:
                 # Serialise claimers of one machine on its row, then look again.
                 s.execute(sql_select(Machine.id).where(Machine.id == machine_id)
@@ -148,6 +151,7 @@ def claim(db: Database, worker: str) -> int | None:
                     .where(Request.status == WORKING, Request.machine_id == machine_id)
                 ).scalar()
                 if busy:
+                    skipped.add(machine_id)
                     continue
             _mark_working(s, req_id, worker)
             return req_id

@@ -46,7 +46,8 @@ def ticket(fs: FrontState, viewer: Viewer, machine_id: int, client_ip: str,
     token = console.make_token(fs.secret_key, user_id=viewer.id, machine_id=machine_id,
                                host=host, port=int(port),
                                lifetime=fs.config.console.token_lifetime)
-    return {"machine": {"id": m.id, "name": m.name}, "password": info.get("password"),
+    vnc_password = (info.get("vnc") or {}).get("password") or info.get("password")
+    return {"machine": {"id": m.id, "name": m.name}, "password": vnc_password,
             "expires": info.get("expires"), "token": token,
             "token_lifetime": min(fs.config.console.token_lifetime, console.MAX_LIFETIME),
             "ws_url": ws_url(fs, configured_url, token)}

@@ -248,7 +248,8 @@ class Guest:
         devices = []
         for gfx in root.iterfind("devices/graphics"):
             if gfx.get("type") in ("spice", "vnc"):
-                gfx.set("passwd", password)
+                # libvirt refuses VNC passwords over 8 characters; SPICE takes the whole one.
+                gfx.set("passwd", password if gfx.get("type") == "spice" else password[:8])
                 gfx.set("passwdValidTo", until)
                 devices.append(ET.tostring(gfx, encoding="unicode"))
         if not devices:
