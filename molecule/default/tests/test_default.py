@@ -194,6 +194,6 @@ def test_rvd_back_list(host):
 
 def test_admin_exists_once(host):
     # Re-running --add-user must not create a second admin nor fail the role.
-    result = host.run("printf x | rvd_back --add-user admin --password-file /dev/stdin --admin")
+    result = host.run("printf molecule-admin-pw | rvd_back --add-user admin --password-file /dev/stdin --admin")
     assert result.rc == 1
     assert "already exists" in result.stderr
