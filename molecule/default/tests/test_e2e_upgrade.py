@@ -29,7 +29,10 @@ from e2e.target import FIRST_PLATFORM, Target
 REPO = Path(__file__).resolve().parents[3]
 SERVICES = ("rvd_back", "rvd_front", "rvd_console")
 MODE = os.environ.get("RAVADA_E2E_UPGRADE", "first")
-pytestmark = pytest.mark.skipif(MODE == "0", reason="RAVADA_E2E_UPGRADE=0")
+pytestmark = [
+    pytest.mark.skipif(MODE == "0", reason="RAVADA_E2E_UPGRADE=0"),
+    pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning"),
+]
 
 
 @pytest.fixture(scope="module")
