@@ -156,10 +156,12 @@ def base_start(base_id: int) -> Any:
     started = machines.start_base(fs, v, base_id, web.client_ip())
     r = machines.get_request(fs, v, started["request_id"], wait)
     machine_id = started["machine_id"] or machines.machine_id_from(r)
-    display = machines.display_from_result(r.result) if r.status == queue.DONE else None
+    display = (machines.display_from_result(r.result, web.browser_host())
+               if r.status == queue.DONE else None)
     if r.status == queue.DONE and display is None and machine_id is not None and wait > 0:
         try:
-            display, _ = machines.open_display(fs, v, machine_id, web.client_ip(), wait)
+            display, _ = machines.open_display(fs, v, machine_id, web.client_ip(), wait,
+                                               web.browser_host())
         except (Conflict, Unavailable):
             display = None
     reply, status = _request_reply(r.id, 0, machine_id=machine_id, display=display)
@@ -188,7 +190,7 @@ def machine_get(machine_id: int) -> Any:
 @bp.get("/machines/<id:machine_id>/display")
 def machine_display(machine_id: int) -> Any:
     info, _ = machines.open_display(front(), web.current(), machine_id, web.client_ip(),
-                                    _wait(10.0) or 10.0)
+                                    _wait(10.0) or 10.0, web.browser_host())
     return web.no_store(jsonify(info))
 
 
@@ -198,7 +200,7 @@ def machine_vv(machine_id: int) -> Any:
 
     fs = front()
     info, m = machines.open_display(fs, web.current(), machine_id, web.client_ip(),
-                                    _wait(10.0) or 10.0)
+                                    _wait(10.0) or 10.0, web.browser_host())
     tls = bool(fs.config.display.spice_tls and (info.get("spice") or {}).get("tls_port"))
     ca_pem = None
     if tls:

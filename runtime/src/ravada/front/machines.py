@@ -72,13 +72,27 @@ def request_json(r: Request, viewer: Viewer | None = None) -> dict[str, Any]:
     }
 
 
-def display_from_result(result: Any) -> dict[str, Any] | None:
-    """The display info in a request result (the result itself, or its ``display`` key)."""
+UNSPECIFIED_HOSTS = ("", "0.0.0.0", "::", "[::]")
+
+
+def display_from_result(result: Any, browser_host: str = "") -> dict[str, Any] | None:
+    """The display info in a request result (the result itself, or its ``display`` key).
+
+    When the backend only knows an unspecified listen address (``display.public_host``
+    unset, listening on 0.0.0.0), clients are sent to ``browser_host``: the host name the
+    browser reached the broker with, which is this server.
+    """
     if not isinstance(result, dict):
         return None
     if isinstance(result.get("display"), dict) and "password" in result["display"]:
-        return result["display"]
-    return result if "password" in result and "host" in result else None
+        info = result["display"]
+    elif "password" in result and "host" in result:
+        info = result
+    else:
+        return None
+    if browser_host and info.get("host") in UNSPECIFIED_HOSTS:
+        info = {**info, "host": browser_host}
+    return info
 
 
 def machine_id_from(req: Request) -> int | None:
@@ -305,7 +319,7 @@ def create_machine(fs: FrontState, viewer: Viewer, data: dict[str, Any]) -> int:
 # ---------------------------------------------------------------- display
 
 def open_display(fs: FrontState, viewer: Viewer, machine_id: int, client_ip: str,
-                 wait: float = 10.0) -> tuple[dict[str, Any], Machine]:
+                 wait: float = 10.0, browser_host: str = "") -> tuple[dict[str, Any], Machine]:
     """Ask the backend for a fresh password and firewall opening for ``client_ip``; wait for it."""
     with fs.db.sessionmaker() as s:
         m = visible_machine(s, viewer, machine_id)
@@ -316,7 +330,7 @@ def open_display(fs: FrontState, viewer: Viewer, machine_id: int, client_ip: str
     req = queue.wait_for(fs.db, rid, wait)
     if req.status == queue.FAILED:
         raise Conflict(f"the display could not be opened: {req.error}", extra={"request_id": rid})
-    info = display_from_result(req.result) if req.status == queue.DONE else None
+    info = display_from_result(req.result, browser_host) if req.status == queue.DONE else None
     if info is None:
         if req.status == queue.DONE:
             raise Unavailable("the backend returned no display information",

@@ -33,7 +33,8 @@ def display(machine_id: int) -> Any:
         m = machines.machine_json(machines.visible_machine(s, v, machine_id))
     info, problem = None, None
     try:
-        info, _ = machines.open_display(fs, v, machine_id, web.client_ip())
+        info, _ = machines.open_display(fs, v, machine_id, web.client_ip(),
+                                        browser_host=web.browser_host())
     except (Conflict, Unavailable) as exc:
         problem = exc.detail
     tls = bool(fs.config.display.spice_tls and info and (info.get("spice") or {}).get("tls_port"))

@@ -47,6 +47,12 @@ def client_ip() -> str:
     return request.remote_addr or ""
 
 
+def browser_host() -> str:
+    """The host name the browser used to reach the broker (X-Forwarded-Host from a trusted
+    proxy is already applied), without the port."""
+    return urlsplit("//" + request.host).hostname or ""
+
+
 def viewer() -> Viewer | None:
     return g.get("viewer")
 
