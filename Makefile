@@ -1,0 +1,93 @@
+# Ravada VDI: the ravada.vdi collection and its Python runtime.
+# `make help` lists the targets.
+
+SHELL := /bin/bash
+.ONESHELL:
+.SHELLFLAGS := -euo pipefail -c
+
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+# One venv for everything, from Debian's python3 with the system site packages:
+# the runtime's tests need Debian's python3-libvirt (same as on the servers).
+PYTHON := /usr/bin/python3
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_FORCE_COLOR ?= $(if $(CI),0,1)
+
+DEMO_NAME := ravada-demo
+DEMO_IMAGE := local/debian-systemd:12
+# docker run options from ../shared/notes/containers.md (systemd + KVM, no --privileged).
+DOCKER_SYSTEMD_OPTS := \
+	--cap-add SYS_ADMIN --cap-add NET_ADMIN --cap-add NET_RAW --cap-add SYS_PTRACE --cap-add IPC_LOCK \
+	--security-opt seccomp=unconfined --security-opt apparmor=unconfined \
+	--cgroupns=host -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock \
+	--device /dev/kvm --device /dev/net/tun --stop-signal SIGRTMIN+3
+
+.PHONY: help venv lint test-runtime docker images molecule test demo demo-destroy build clean distclean
+
+help:
+	@echo "make venv          .venv from $(PYTHON) --system-site-packages + tooling + runtime[test]"
+	@echo "make lint          yamllint, ansible-lint (production profile), ruff on runtime/"
+	@echo "make test-runtime  the runtime's pytest suite"
+	@echo "make molecule      molecule test -s default (Debian 12 and 13 systemd containers)"
+	@echo "make test          lint + test-runtime + molecule"
+	@echo "make demo          one Debian 12 container 'ravada-demo' deployed with inventories/local"
+	@echo "make build         ansible-galaxy collection build"
+	@echo "make clean         remove the demo container, molecule instances and caches"
+
+$(VENV)/.installed: requirements-dev.txt runtime/pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv --system-site-packages $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt -e 'runtime[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+lint: venv
+	yamllint .
+	ansible-lint
+	cd runtime && ruff check .
+
+test-runtime: venv
+	cd runtime && ../$(VENV)/bin/pytest -q
+
+docker:
+	bash scripts/ensure-docker.sh
+
+images: docker
+	bash scripts/build-image.sh 12
+	bash scripts/build-image.sh 13
+
+molecule: venv images
+	molecule test -s default $(if $(CI),--no-command-borders,)
+
+test: lint test-runtime molecule
+
+demo: venv docker
+	bash scripts/build-image.sh 12
+	if ! docker container inspect $(DEMO_NAME) >/dev/null 2>&1; then
+		docker run -d --name $(DEMO_NAME) --hostname $(DEMO_NAME) $(DOCKER_SYSTEMD_OPTS) \
+			$(DEMO_IMAGE) /lib/systemd/systemd >/dev/null
+	fi
+	docker start $(DEMO_NAME) >/dev/null
+	docker exec $(DEMO_NAME) systemctl is-system-running --wait >/dev/null || true
+	ansible-playbook -i inventories/local site.yml
+	ip=$$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' $(DEMO_NAME))
+	user=$$(awk '/^rvd_admin_user:/ {print $$2}' inventories/local/group_vars/ravada.yml)
+	pass=$$(awk '/^rvd_admin_password:/ {print $$2}' inventories/local/group_vars/ravada.yml)
+	echo
+	echo "Ravada demo: https://$$ip/  (self-signed certificate)"
+	echo "  user: $$user  password: $$pass"
+
+demo-destroy:
+	docker rm -f $(DEMO_NAME) >/dev/null 2>&1 || true
+
+build:
+	ansible-galaxy collection build --force --output-path dist/
+
+clean: demo-destroy
+	-test -x $(BIN)/molecule && molecule destroy -s default
+	rm -rf dist/ .cache/ .pytest_cache/ .ruff_cache/ runtime/.pytest_cache runtime/.ruff_cache
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -print0 | xargs -0 rm -rf
+
+distclean: clean
+	rm -rf $(VENV)
+	-docker image rm local/debian-systemd:12 local/debian-systemd:13
