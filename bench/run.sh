@@ -9,8 +9,11 @@
 #   RAVADA_BENCH_HOST=ssh:root@host    over ssh/scp
 #   RAVADA_BENCH_HOST=local            this machine is the host
 # RAVADA_URL (default https://127.0.0.1, as seen from the host), RAVADA_ADMIN_USER (admin),
-# RAVADA_ADMIN_PASSWORD (default: rvd_admin_password of inventories/local for ravada-demo).
+# RAVADA_ADMIN_PASSWORD (default: rvd_admin_password of the inventory's group_vars/ravada.yml).
 # P6 re-runs site.yml with RAVADA_BENCH_INVENTORY (default inventories/local).
+# bench/deploy.sh makes and converges the container ravada-bench (inventory bench/inventory):
+#   bench/deploy.sh && RAVADA_BENCH_HOST=ravada-bench RAVADA_BENCH_INVENTORY=bench/inventory \
+#       bench/run.sh p1 p5 p6
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -19,9 +22,9 @@ HOST=${RAVADA_BENCH_HOST:-ravada-demo}
 INVENTORY=${RAVADA_BENCH_INVENTORY:-inventories/local}
 export RAVADA_URL=${RAVADA_URL:-https://127.0.0.1}
 export RAVADA_ADMIN_USER=${RAVADA_ADMIN_USER:-admin}
-if [ -z "${RAVADA_ADMIN_PASSWORD:-}" ] && [ "$HOST" = ravada-demo ]; then
+if [ -z "${RAVADA_ADMIN_PASSWORD:-}" ]; then  # the inventory's (demo/bench inventories only)
     RAVADA_ADMIN_PASSWORD=$(awk '/^rvd_admin_password:/ {print $2}' \
-        inventories/local/group_vars/ravada.yml 2>/dev/null || true)
+        "$INVENTORY/group_vars/ravada.yml" 2>/dev/null || true)
 fi
 export RAVADA_ADMIN_PASSWORD=${RAVADA_ADMIN_PASSWORD:-}
 
@@ -36,11 +39,14 @@ on_host() {  # on_host SCRIPT ARGS... : run bench/SCRIPT on the deployed host, f
             local target=${HOST#ssh:}
             ssh "$target" 'rm -rf /root/ravada-bench && mkdir -p /root/ravada-bench'
             scp -qr bench/. "$target:/root/ravada-bench/"
+            [ -x .venv/bin/py-spy ] && scp -q .venv/bin/py-spy "$target:/root/ravada-bench/py-spy"
             ssh "$target" env "${envs[@]}" python3 "/root/ravada-bench/$script" "$@"
             scp -q "$target:/root/ravada-bench/results/*" bench/results/ ;;
         *)
             docker exec "$HOST" rm -rf /root/ravada-bench
             docker cp bench/. "$HOST:/root/ravada-bench"
+            # py-spy is one static binary: the host gets the venv's for the profiles
+            [ -x .venv/bin/py-spy ] && docker cp .venv/bin/py-spy "$HOST:/root/ravada-bench/py-spy"
             docker exec "${envs[@]/#/--env=}" "$HOST" python3 "/root/ravada-bench/$script" "$@"
             docker cp "$HOST:/root/ravada-bench/results/." bench/results/ ;;
     esac

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -86,12 +87,19 @@ def _qemu_binary_version() -> str | None:
 
 
 def _ravada_version() -> str:
-    try:
-        from importlib.metadata import PackageNotFoundError, version
+    """The ravada package importable here, else the one the role installs in /opt/ravada."""
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
         return version("ravada")
     except PackageNotFoundError:
-        return "not installed here"
+        pass
+    for meta in sorted(Path("/opt/ravada/venv/lib").glob("python3*/site-packages/"
+                                                         "ravada-*.dist-info/METADATA")):
+        for line in meta.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("Version:"):
+                return f"{line.split(':', 1)[1].strip()} (/opt/ravada/venv)"
+    return "not installed here"
 
 
 def versions(libvirt_uri: str | None = "qemu:///system", **extra: str) -> dict[str, str]:

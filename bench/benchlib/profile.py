@@ -10,18 +10,27 @@ from pathlib import Path
 
 
 def py_spy() -> str | None:
-    """The py-spy executable (next to this Python first, then on PATH)."""
-    local = Path(sys.executable).parent / "py-spy"
-    return str(local) if local.exists() else shutil.which("py-spy")
+    """The py-spy executable: in bench/ (run.sh copies it there), next to this Python, on PATH."""
+    for local in (Path(__file__).resolve().parent.parent / "py-spy",
+                  Path(sys.executable).parent / "py-spy"):
+        if local.exists():
+            return str(local)
+    return shutil.which("py-spy")
 
 
-def record(pid: int, seconds: float, out_raw: Path) -> subprocess.Popen[bytes]:
-    """Start sampling ``pid`` and its children for ``seconds``; collapsed stacks to ``out_raw``."""
+def record(pid: int, seconds: float, out_raw: Path,
+           idle: bool = False) -> subprocess.Popen[bytes]:
+    """Start sampling ``pid`` and its children for ``seconds``; collapsed stacks to ``out_raw``.
+
+    ``idle`` keeps the samples of threads that wait (in a socket, a libvirt call, a child
+    process): a wall-clock profile instead of an on-CPU one.
+    """
     exe = py_spy()
     if not exe:
         raise RuntimeError("py-spy is not installed (pip install py-spy)")
     return subprocess.Popen(
         [exe, "record", "--pid", str(pid), "--subprocesses", "--nonblocking", "--rate", "250",
+         *(["--idle"] if idle else []),
          "--duration", str(int(seconds)), "--format", "raw", "--output", str(out_raw)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -37,8 +46,12 @@ def _short(frame: str) -> str:
     return frame
 
 
-def summarise(raw: Path, top: int = 30) -> str:
-    """Top frames by inclusive and by self samples from py-spy's collapsed output."""
+def summarise(raw: Path, top: int = 30, focus: str | None = None) -> str:
+    """Top frames by inclusive and by self samples from py-spy's collapsed output.
+
+    With ``focus`` only the stacks holding a frame that contains it count (e.g. the worker
+    threads while they run a request), and frames above it are dropped.
+    """
     incl: Counter[str] = Counter()
     self_: Counter[str] = Counter()
     total = 0
@@ -48,6 +61,11 @@ def summarise(raw: Path, top: int = 30) -> str:
             continue
         n = int(count)
         frames = [_short(f) for f in stack.split(";") if f]
+        if focus is not None:
+            at = next((i for i, f in enumerate(frames) if focus in f), None)
+            if at is None:
+                continue
+            frames = ["(focus)", *frames[at:]]
         if not frames:
             continue
         total += n
@@ -56,7 +74,8 @@ def summarise(raw: Path, top: int = 30) -> str:
         self_[frames[-1]] += n
     if not total:
         return "no samples (is py-spy allowed to ptrace? needs root or CAP_SYS_PTRACE)\n"
-    lines = [f"{total} samples", "", "inclusive %  frame"]
+    head = f"{total} samples" + (f" in stacks holding {focus!r}" if focus else "")
+    lines = [head, "", "inclusive %  frame"]
     lines += [f"{100 * n / total:10.1f}  {f}" for f, n in incl.most_common(top)]
     lines += ["", "self %       frame"]
     lines += [f"{100 * n / total:10.1f}  {f}" for f, n in self_.most_common(top)]

@@ -52,6 +52,12 @@ def daemon_pids(names: tuple[str, ...] = ("rvd_back", "rvd_front")) -> dict[str,
     return {n: pid for n, (_, pid) in found.items()}
 
 
+# rvd_back's time is spent waiting (libvirt, qemu-img, iptables, the database), so it is
+# sampled with --idle and summarised over its request workers only: a wall-clock profile of
+# the requests. rvd_front is sampled on-CPU.
+WALL_CLOCK = {"rvd_back": "_execute (ravada/back/daemon.py"}
+
+
 def profile_daemons(work: Callable[[], Any], label: str) -> dict[str, str] | None:
     """Sample rvd_back and rvd_front with py-spy while ``work()`` runs; write text summaries."""
     pids = daemon_pids()
@@ -61,7 +67,8 @@ def profile_daemons(work: Callable[[], Any], label: str) -> dict[str, str] | Non
     spies: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
     for name, pid in pids.items():
         raw = Path(f"/tmp/{label}-{name}.raw")
-        spies[name] = (profile.record(pid, 3600, raw), raw)
+        raw.unlink(missing_ok=True)
+        spies[name] = (profile.record(pid, 3600, raw, idle=name in WALL_CLOCK), raw)
     try:
         work()
     finally:
@@ -76,7 +83,10 @@ def profile_daemons(work: Callable[[], Any], label: str) -> dict[str, str] | Non
     for name, (_, raw) in spies.items():
         if raw.exists():
             dest = results.RESULTS_DIR / f"{label}_profile_{name}.txt"
-            dest.write_text(f"py-spy of {name} (pid {pids[name]}) during {label} rounds\n\n"
-                            + profile.summarise(raw), encoding="utf-8")
+            kind = ("wall clock of the request workers (--idle)" if name in WALL_CLOCK
+                    else "on-CPU")
+            dest.write_text(f"py-spy of {name} (pid {pids[name]}) during {label} rounds, "
+                            f"{kind}\n\n" + profile.summarise(raw, focus=WALL_CLOCK.get(name)),
+                            encoding="utf-8")
             out[name] = str(dest.relative_to(results.BENCH_DIR))
     return out
