@@ -11,7 +11,7 @@ NAME=ravada-bench
 IMAGE=local/debian-systemd:12
 docker image inspect "$IMAGE" >/dev/null 2>&1 || bash scripts/build-image.sh 12
 if ! docker container inspect "$NAME" >/dev/null 2>&1; then
-    docker run -d --name "$NAME" \
+    docker run -d --name "$NAME" --hostname "$NAME" \
         --cap-add SYS_ADMIN --cap-add NET_ADMIN --cap-add NET_RAW --cap-add SYS_PTRACE \
         --cap-add IPC_LOCK --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
         --cgroupns=host -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock \
