@@ -12,6 +12,7 @@ clone time is the median of raw libvirt-python rounds measured in this same run.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 import time
@@ -29,6 +30,7 @@ from benchlib import env as benv  # noqa: E402
 from benchlib import raw as braw  # noqa: E402
 from benchlib.api import Api  # noqa: E402
 from benchlib.stats import ratio, summary  # noqa: E402
+from benchlib.timing import backend_split, profile_daemons  # noqa: E402
 
 
 def burst(sess: deployed.Session, clients: list[Api]) -> tuple[list[dict[str, Any]], float]:
@@ -69,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     deployed.add_options(p)
     p.add_argument("--users", type=int, default=30)
     p.add_argument("--raw-rounds", type=int, default=5, help="raw single clones for the baseline")
+    p.add_argument("--profile", action="store_true",
+                   help="py-spy the daemons during the burst; results go to p5_burst_profiled")
     args = p.parse_args(argv)
 
     started = results.utc_now()
@@ -87,11 +91,23 @@ def main(argv: list[str] | None = None) -> int:
     print(f"raw single clone median {raw_s['median']:.3f} s; reference {args.users} x raw / "
           f"{cores} cores = {reference:.2f} s", flush=True)
 
-    outcomes, total = burst(sess, clients)
+    done: list[tuple[list[dict[str, Any]], float]] = []
+    prof = None
+    if args.profile:
+        prof = profile_daemons(lambda: done.append(burst(sess, clients)), "p5")
+    else:
+        done.append(burst(sess, clients))
+    outcomes, total = done[0]
+    for o in outcomes:  # the request's own timestamps: queue wait vs backend work
+        if "total_s" in o:
+            o.update(backend_split(sess.admin, o))
+    load_after = round(os.getloadavg()[0], 2)
     errors = [o["error"] for o in outcomes if "error" in o]
     states = {m["id"]: m["state"] for m in deployed._list(sess.admin.call("machines"))}
     running = sum(1 for o in outcomes if states.get(o.get("machine_id")) == "running")
     per_user = summary([o["total_s"] for o in outcomes if "total_s" in o])
+    queue_wait = summary([o["queue_wait_s"] for o in outcomes if "queue_wait_s" in o])
+    backend = summary([o["backend_s"] for o in outcomes if "backend_s" in o])
     print(f"burst of {args.users}: {running} running, {len(errors)} errors, total {total:.2f} s "
           f"(reference {reference:.2f} s, ratio {ratio(total, reference)})", flush=True)
     for e in errors[:5]:
@@ -110,14 +126,23 @@ def main(argv: list[str] | None = None) -> int:
         results.row("per-user click median / p95",
                     f"{per_user.get('median', float('nan')):.3f} / "
                     f"{per_user.get('p95', float('nan')):.3f}", "s"),
+        results.row("per-clone queue wait median / max",
+                    f"{queue_wait.get('median', float('nan')):.3f} / "
+                    f"{queue_wait.get('max', float('nan')):.3f}", "s"),
+        results.row("per-clone backend work median / max",
+                    f"{backend.get('median', float('nan')):.3f} / "
+                    f"{backend.get('max', float('nan')):.3f}", "s"),
+        results.row("load average (1 min) at start / after the burst",
+                    f"{envd['machine'].get('loadavg_1m')} / {load_after}"),
     ]
     data = {"benchmark": "p5_burst", "started": started, "finished": results.utc_now(),
             "env": envd, "params": {k: v for k, v in vars(args).items()
                                     if k not in ("admin_password", "admin_token")},
             "raw_single": raw_s, "cores": cores, "reference_s": reference, "total_s": total,
             "running": running, "errors": errors, "per_user": per_user,
-            "outcomes": outcomes, "rows": rows}
-    path = results.save("p5_burst", data)
+            "queue_wait": queue_wait, "backend": backend, "loadavg_1m_after": load_after,
+            "profile": prof, "outcomes": outcomes, "rows": rows}
+    path = results.save("p5_burst_profiled" if args.profile else "p5_burst", data)
     results.render_readme()
     print(f"results: {path}")
     return 0 if ok else 1

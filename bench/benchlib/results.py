@@ -22,6 +22,7 @@ TITLES = {
     "queue": "P3 queue",
     "p4_front": "P4 front under load",
     "p5_burst": "P5 burst of 30",
+    "p5_burst_profiled": "P5 burst, again under py-spy",
     "p6_rerun": "P6 playbook re-run",
 }
 
