@@ -55,15 +55,30 @@ def burst(sess: deployed.Session, clients: list[Api]) -> tuple[list[dict[str, An
     return outcomes, total
 
 
-def cleanup(admin: Api, outcomes: list[dict[str, Any]]) -> None:
-    """Remove every desktop the burst made: submit all, then wait for all."""
-    ids = []
-    for o in outcomes:
-        if o.get("machine_id"):
-            ids.append(admin.call("action", id=o["machine_id"], action="remove",
-                                  body={})["request_id"])
-    for rid in ids:
-        admin.wait_request(rid, timeout=300)
+def cleanup(admin: Api, prefix: str, timeout: float = 600) -> int:
+    """Remove every desktop named ``*-<prefix>-*``, also the late ones of timed-out clicks.
+
+    A click that gave up still has its clone request queued; the machine appears later, so
+    this repeats (removals submitted together, then waited for) until none is left.
+    """
+    deadline = time.monotonic() + timeout
+    removed = 0
+    while time.monotonic() < deadline:
+        mine = [m for m in deployed._list(admin.call("machines"))
+                if f"-{prefix}-" in m["name"] and not m.get("is_base")]
+        if not mine:
+            return removed
+        ids = [admin.call("action", id=m["id"], action="remove", body={})["request_id"]
+               for m in mine if m["state"] not in ("creating", "removing")]
+        for rid in ids:
+            try:
+                admin.wait_request(rid, timeout=max(1, deadline - time.monotonic()))
+                removed += 1
+            except RuntimeError as exc:
+                print(f"  cleanup: {exc}")
+        if not ids:
+            time.sleep(0.5)  # only clones still being made: let them appear
+    raise TimeoutError(f"desktops {prefix}-* still there after {timeout} s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
           f"(reference {reference:.2f} s, ratio {ratio(total, reference)})", flush=True)
     for e in errors[:5]:
         print(f"  error: {e}")
-    cleanup(sess.admin, outcomes)
+    print(f"removed {cleanup(sess.admin, 'bench-p5')} desktops", flush=True)
     conn.close()
 
     ok = running == args.users and not errors
