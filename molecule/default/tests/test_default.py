@@ -197,3 +197,8 @@ def test_admin_exists_once(host):
     result = host.run("printf molecule-admin-pw | rvd_back --add-user admin --password-file /dev/stdin --admin")
     assert result.rc == 1
     assert "already exists" in result.stderr
+
+
+def test_hibernate_compressor_installed(host):
+    # libvirt refuses managedsave when the save_image_format's program is missing.
+    assert host.exists("bzip2")
