@@ -99,3 +99,24 @@ def test_wait_for_returns_when_finished(sqlite_db: Database) -> None:
     req = queue.wait_for(sqlite_db, rid, timeout=5)
     assert req.status == "done" and req.result == {"v": 1}
     assert time.perf_counter() - t0 < 1
+
+
+def test_clones_of_one_base_run_together_but_not_with_other_requests(db: Database) -> None:
+    with db.session() as s:
+        base = Machine(name="base1", is_base=True)
+        s.add(base)
+        s.flush()
+        c1 = queue.enqueue(s, "clone", machine_id=base.id).id
+        c2 = queue.enqueue(s, "clone", machine_id=base.id).id
+        prep = queue.enqueue(s, "remove_base", machine_id=base.id).id
+        c3 = queue.enqueue(s, "clone", machine_id=base.id).id
+    assert queue.claim(db, "w") == c1
+    assert queue.claim(db, "w") == c2  # a second clone of the base runs alongside
+    assert queue.claim(db, "w") is None  # remove_base waits; c3 may not overtake it
+    queue.finish(db, c1, result={})
+    assert queue.claim(db, "w") is None
+    queue.finish(db, c2, result={})
+    assert queue.claim(db, "w") == prep
+    assert queue.claim(db, "w") is None  # c3 waits for remove_base
+    queue.finish(db, prep, result={})
+    assert queue.claim(db, "w") == c3

@@ -107,51 +107,71 @@ def _mark_working(session: Session, req_id: int, worker: str) -> None:
     )
 
 
+# Clones only read their base: many may run side by side on one base, but never next
+# to another request for it (prepare_base, remove_base, ...).
+SHARED_COMMAND = "clone"
+
 _SQLITE_CLAIM = text("""
 UPDATE requests SET status = 'working', worker = :worker, started_at = :now,
        attempts = attempts + 1
  WHERE id = (SELECT r.id FROM requests r
               WHERE r.status = 'requested'
-                AND (r.machine_id IS NULL OR NOT EXISTS (
-                     SELECT 1 FROM requests w
-                      WHERE w.status = 'working' AND w.machine_id = r.machine_id))
+                AND (r.machine_id IS NULL OR (
+                     NOT EXISTS (
+                       SELECT 1 FROM requests w
+                        WHERE w.status = 'working' AND w.machine_id = r.machine_id
+                          AND (w.command <> :shared OR r.command <> :shared))
+                     AND NOT EXISTS (
+                       SELECT 1 FROM requests o
+                        WHERE o.status = 'requested' AND o.machine_id = r.machine_id
+                          AND o.id < r.id
+                          AND (o.command <> :shared OR r.command <> :shared))))
               ORDER BY r.id LIMIT 1)
 RETURNING id
 """)
 
 
+def _conflict(a: str, b: str) -> bool:
+    """Two requests for one machine must not run together (unless both are clones)."""
+    return not (a == SHARED_COMMAND and b == SHARED_COMMAND)
+
+
 def claim(db: Database, worker: str) -> int | None:
     """Atomically move the oldest runnable request to ``working``; return its id.
 
-    Runnable: its machine has no other request working. SQLite does it in one
-    UPDATE (writers are serialised by the database lock); MariaDB locks the
-    candidate rows with ``FOR UPDATE SKIP LOCKED`` and the machine row, so
-    concurrent backends neither share a request nor run two on one machine.
+    Runnable: no conflicting request of its machine is working or waiting ahead of it
+    (one machine's requests run one at a time and in order; clones of one base run side
+    by side). SQLite does it in one UPDATE (writers are serialised by the database
+    lock); MariaDB locks the candidate rows with ``FOR UPDATE SKIP LOCKED`` and the
+    machine row, so concurrent backends neither share a request nor break that rule.
     """
     if db.dialect == "sqlite":
         with db.session() as s:
-            return s.execute(_SQLITE_CLAIM, {"worker": worker, "now": utcnow()}).scalar()
+            return s.execute(_SQLITE_CLAIM, {"worker": worker, "now": utcnow(),
+                                             "shared": SHARED_COMMAND}).scalar()
     with db.session() as s:
         candidates = s.execute(
-            sql_select(Request.id, Request.machine_id)
+            sql_select(Request.id, Request.machine_id, Request.command)
             .where(Request.status == REQUESTED)
             .order_by(Request.id).limit(32)
             .with_for_update(skip_locked=True)
         ).all()
-        skipped: set[int] = set()
-        for req_id, machine_id in candidates:
-            if machine_id in skipped:
-                continue  # an older request of this machine waits: keep their order
+        waiting: dict[int, list[str]] = {}  # machine -> commands of older skipped requests
+        for req_id, machine_id, command in candidates:
             if machine_id is not None:
+                older = waiting.setdefault(machine_id, [])
+                if any(_conflict(o, command) for o in older):
+                    older.append(command)  # keep one machine's requests in order
+                    continue
                 # Serialise claimers of one machine on its row, then look again.
                 s.execute(sql_select(Machine.id).where(Machine.id == machine_id)
                           .with_for_update())
-                busy = s.execute(
-                    sql_select(func.count()).select_from(Request)
-                    .where(Request.status == WORKING, Request.machine_id == machine_id)
-                ).scalar()
-                if busy:
-                    skipped.add(machine_id)
+                busy = sql_select(func.count()).select_from(Request).where(
+                    Request.status == WORKING, Request.machine_id == machine_id)
+                if command == SHARED_COMMAND:
+                    busy = busy.where(Request.command != SHARED_COMMAND)
+                if s.execute(busy).scalar():
+                    older.append(command)
                     continue
             _mark_working(s, req_id, worker)
             return req_id
