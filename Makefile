@@ -22,7 +22,7 @@ DOCKER_SYSTEMD_OPTS := \
 	--cgroupns=host -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock \
 	--device /dev/kvm --device /dev/net/tun --stop-signal SIGRTMIN+3
 
-.PHONY: help venv lint test-runtime docker images molecule test demo demo-destroy build clean distclean
+.PHONY: help venv lint test-runtime docker images molecule test demo demo-destroy bench build clean distclean
 
 help:
 	@echo "make venv          .venv from $(PYTHON) --system-site-packages + tooling + runtime[test]"
@@ -31,6 +31,7 @@ help:
 	@echo "make molecule      molecule test -s default (Debian 12 and 13 systemd containers)"
 	@echo "make test          lint + test-runtime + molecule"
 	@echo "make demo          one Debian 12 container 'ravada-demo' deployed with inventories/local"
+	@echo "make bench         benchmarks (bench/README.md); P1/P5 need a deployed host"
 	@echo "make build         ansible-galaxy collection build"
 	@echo "make clean         remove the demo container, molecule instances and caches"
 
@@ -76,6 +77,9 @@ demo: venv docker
 	echo
 	echo "Ravada demo: https://$$ip/  (self-signed certificate)"
 	echo "  user: $$user  password: $$pass"
+
+bench: venv
+	bash bench/run.sh
 
 demo-destroy:
 	docker rm -f $(DEMO_NAME) >/dev/null 2>&1 || true
