@@ -9,7 +9,6 @@ import statistics
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -19,6 +18,7 @@ from pathlib import Path
 import libvirt
 import pytest
 from kvm import URI, Cleanup, kvm_cleanup, kvm_host, start_daemon, stop_daemon  # noqa: F401
+from test_virt import Events as BaseEvents
 
 from ravada.virt import Guest, Host, render_domain
 from ravada.virt.guest import PNG_SIGNATURE
@@ -45,19 +45,11 @@ def _img_info(path: str) -> dict:
     return json.loads(out.stdout)
 
 
-class Events:
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, str]] = []
-        self._cond = threading.Condition()
-
-    def __call__(self, name: str, state: str) -> None:
-        with self._cond:
-            self.seen.append((name, state))
-            self._cond.notify_all()
+class Events(BaseEvents):
+    """on_state collector with a timeout fit for real KVM."""
 
     def wait_for(self, name: str, state: str, timeout: float = 30) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: (name, state) in self.seen, timeout)
+        return super().wait_for(name, state, timeout)
 
 
 def test_blank_disk_machine_starts_on_kvm(kvm_host: Host, kvm_cleanup: Cleanup) -> None:

@@ -347,27 +347,30 @@ def shutdown(ctx: Context, job: Job) -> Result:
     return {"state": _record(ctx, machine.id, guest), "forced": forced}
 
 
-def force_shutdown(ctx: Context, job: Job) -> Result:
+def _power(ctx: Context, job: Job, action: Callable[[Guest], None],
+           running: str | None = None) -> Result:
+    """Run one power action on the request's machine and record its new state.
+
+    ``running`` names the action when the machine must be running for it.
+    """
     machine = _load(ctx, job)
     guest = _guest(ctx, machine)
-    guest.force_shutdown()
+    if running:
+        _need_running(guest, running)
+    action(guest)
     return {"state": _record(ctx, machine.id, guest)}
+
+
+def force_shutdown(ctx: Context, job: Job) -> Result:
+    return _power(ctx, job, Guest.force_shutdown)
 
 
 def reboot(ctx: Context, job: Job) -> Result:
-    machine = _load(ctx, job)
-    guest = _guest(ctx, machine)
-    _need_running(guest, "reboot")
-    guest.reboot()
-    return {"state": _record(ctx, machine.id, guest)}
+    return _power(ctx, job, Guest.reboot, running="reboot")
 
 
 def hibernate(ctx: Context, job: Job) -> Result:
-    machine = _load(ctx, job)
-    guest = _guest(ctx, machine)
-    _need_running(guest, "hibernate")
-    guest.hibernate()
-    return {"state": _record(ctx, machine.id, guest)}
+    return _power(ctx, job, Guest.hibernate, running="hibernate")
 
 
 def resume(ctx: Context, job: Job) -> Result:
