@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ravada import display as rdisplay
+from ravada.back.args import DISK_GB, MEMORY_MB, VCPUS, bool_arg, client_ip_arg, int_arg, iso_path
 from ravada.back.context import Context, Job
 from ravada.back.errors import RequestError
 from ravada.back.machines import (
@@ -30,59 +31,13 @@ from ravada.back.machines import (
 )
 from ravada.back.sync import sync_all
 from ravada.db import FirewallRule, Machine, Request, User
-from ravada.firewall import FirewallError, check_ip
+from ravada.firewall import FirewallError
 from ravada.virt import Guest, GuestNotFound, VirtError, render_domain
 
 log = logging.getLogger(__name__)
 
 Result = dict[str, Any]
 Handler = Callable[[Context, Job], Result]
-
-MEMORY_MB = (64, 65536)
-DISK_GB = (1, 2048)
-VCPUS = (1, 64)
-
-
-# -- argument checks --------------------------------------------------------------------
-
-def _int_arg(args: dict[str, Any], key: str, lo: int, hi: int, default: int | None) -> int | None:
-    value = args.get(key, default)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise RequestError(f"bad {key} {value!r}: an integer from {lo} to {hi}")
-    return value
-
-
-def _bool_arg(args: dict[str, Any], key: str) -> bool:
-    value = args.get(key, False)
-    if not isinstance(value, bool):
-        raise RequestError(f"bad {key} {value!r}: true or false")
-    return value
-
-
-def _client_ip(args: dict[str, Any], required: bool) -> str | None:
-    ip = args.get("client_ip")
-    if ip in (None, ""):
-        if required:
-            raise RequestError("client_ip is required")
-        return None
-    try:
-        return str(check_ip(ip))
-    except ValueError as exc:
-        raise RequestError(str(exc)) from None
-
-
-def _iso_path(ctx: Context, iso: Any) -> str | None:
-    if iso in (None, ""):
-        return None
-    if not isinstance(iso, str) or "/" in iso or iso.startswith("."):
-        raise RequestError(f"bad iso {iso!r}: a file name in {ctx.config.front.iso_dir}")
-    path = Path(ctx.config.front.iso_dir) / iso
-    if not path.is_file():
-        raise RequestError(f"ISO {iso!r} not found in {ctx.config.front.iso_dir}")
-    return str(path)
-
 
 def _user(ctx: Context, user_id: Any) -> User:
     if isinstance(user_id, bool) or not isinstance(user_id, int):
@@ -158,6 +113,19 @@ def _xml(ctx: Context, name: str, memory_mb: int, vcpus: int, disks: list[str],
         raise RequestError(str(exc)) from None
 
 
+def _define_new(ctx: Context, name: str, machine_id: int, make_disks: Callable[[], list[str]],
+                memory_mb: int, vcpus: int, iso: str | None) -> None:
+    """Make the disks and the domain of a new machine row; on any failure remove all of it."""
+    try:
+        guest = ctx.host.define(_xml(ctx, name, memory_mb, vcpus, make_disks(), iso))
+        with ctx.db.session() as s:
+            s.execute(update(Machine).where(Machine.id == machine_id)
+                      .values(domain_uuid=guest.uuid, state=guest.state()))
+    except BaseException:
+        discard(ctx, name, machine_id)
+        raise
+
+
 def open_display_for(ctx: Context, machine_id: int, client_ip: str) -> Result:
     """Fresh one-time password, firewall open to ``client_ip``, display info."""
     with ctx.db.session() as s:
@@ -196,10 +164,10 @@ def _start(ctx: Context, machine: Machine, client_ip: str | None) -> Result:
 def create(ctx: Context, job: Job) -> Result:
     args = job.args
     name = check_name(args.get("name"))
-    memory_mb = _int_arg(args, "memory_mb", *MEMORY_MB, default=1024)
-    vcpus = _int_arg(args, "vcpus", *VCPUS, default=1)
-    disk_gb = _int_arg(args, "disk_gb", *DISK_GB, default=None)
-    iso = _iso_path(ctx, args.get("iso"))
+    memory_mb = int_arg(args, "memory_mb", *MEMORY_MB, default=1024)
+    vcpus = int_arg(args, "vcpus", *VCPUS, default=1)
+    disk_gb = int_arg(args, "disk_gb", *DISK_GB, default=None)
+    iso = iso_path(ctx, args.get("iso"))
     if iso is None and disk_gb is None:
         raise RequestError("create needs an iso, a disk_gb, or both")
     owner_id = args.get("owner_id", job.user_id)
@@ -212,15 +180,9 @@ def create(ctx: Context, job: Job) -> Result:
         raise RequestError(f"a libvirt domain or volume named {name!r} already exists")
     machine_id = _new_machine(ctx, job, name=name, owner_id=owner_id, memory_mb=memory_mb,
                               vcpus=vcpus, disk_gb=disk_gb or 0, iso=args.get("iso") or None)
-    try:
-        disks = [ctx.storage.create_disk(name, disk_gb)] if disk_gb else []
-        guest = ctx.host.define(_xml(ctx, name, memory_mb, vcpus, disks, iso))
-        with ctx.db.session() as s:
-            s.execute(update(Machine).where(Machine.id == machine_id)
-                      .values(domain_uuid=guest.uuid, state=guest.state()))
-    except BaseException:
-        discard(ctx, name, machine_id)
-        raise
+    _define_new(ctx, name, machine_id,
+                lambda: [ctx.storage.create_disk(name, disk_gb)] if disk_gb else [],
+                memory_mb, vcpus, iso)
     return {"machine_id": machine_id}
 
 
@@ -283,8 +245,8 @@ def clone(ctx: Context, job: Job) -> Result:
     if not base.is_base:
         raise RequestError(f"machine {base.name!r} is not a base: prepare_base first")
     user = _user(ctx, args.get("user_id", job.user_id))
-    start = _bool_arg(args, "start")
-    client_ip = _client_ip(args, required=False)
+    start = bool_arg(args, "start")
+    client_ip = client_ip_arg(args, required=False)
     with ctx.db.session() as s:
         existing = s.scalar(select(Machine).where(Machine.base_id == base.id,
                                                   Machine.owner_id == user.id)
@@ -301,15 +263,9 @@ def clone(ctx: Context, job: Job) -> Result:
         machine_id = _new_machine(ctx, job, name=name, owner_id=user.id, base_id=base.id,
                                   memory_mb=base.memory_mb, vcpus=base.vcpus,
                                   disk_gb=base.disk_gb)
-        try:
-            overlay = ctx.storage.create_overlay(name, base_disks[0])
-            guest = ctx.host.define(_xml(ctx, name, base.memory_mb, base.vcpus, [overlay], None))
-            with ctx.db.session() as s:
-                s.execute(update(Machine).where(Machine.id == machine_id)
-                          .values(domain_uuid=guest.uuid, state=guest.state()))
-        except BaseException:
-            discard(ctx, name, machine_id)
-            raise
+        _define_new(ctx, name, machine_id,
+                    lambda: [ctx.storage.create_overlay(name, base_disks[0])],
+                    base.memory_mb, base.vcpus, None)
     result: Result = {"machine_id": machine_id}
     if start or client_ip:
         with ctx.db.session() as s:
@@ -325,18 +281,18 @@ def clone(ctx: Context, job: Job) -> Result:
 
 
 def start(ctx: Context, job: Job) -> Result:
-    client_ip = _client_ip(job.args, required=False)
+    client_ip = client_ip_arg(job.args, required=False)
     return _start(ctx, _load(ctx, job), client_ip)
 
 
 def open_display(ctx: Context, job: Job) -> Result:
-    client_ip = _client_ip(job.args, required=True)
+    client_ip = client_ip_arg(job.args, required=True)
     assert client_ip is not None
     return open_display_for(ctx, _load(ctx, job).id, client_ip)
 
 
 def shutdown(ctx: Context, job: Job) -> Result:
-    timeout = _int_arg(job.args, "timeout", 1, 3600, ctx.config.queue.shutdown_timeout)
+    timeout = int_arg(job.args, "timeout", 1, 3600, ctx.config.queue.shutdown_timeout)
     assert timeout is not None
     machine = _load(ctx, job)
     guest = _guest(ctx, machine)

@@ -1,0 +1,53 @@
+"""Checks of request arguments; each failure is a RequestError naming the argument."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ravada.back.context import Context
+from ravada.back.errors import RequestError
+from ravada.firewall import check_ip
+
+MEMORY_MB = (64, 65536)
+DISK_GB = (1, 2048)
+VCPUS = (1, 64)
+
+
+def int_arg(args: dict[str, Any], key: str, lo: int, hi: int, default: int | None) -> int | None:
+    value = args.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise RequestError(f"bad {key} {value!r}: an integer from {lo} to {hi}")
+    return value
+
+
+def bool_arg(args: dict[str, Any], key: str) -> bool:
+    value = args.get(key, False)
+    if not isinstance(value, bool):
+        raise RequestError(f"bad {key} {value!r}: true or false")
+    return value
+
+
+def client_ip_arg(args: dict[str, Any], required: bool) -> str | None:
+    ip = args.get("client_ip")
+    if ip in (None, ""):
+        if required:
+            raise RequestError("client_ip is required")
+        return None
+    try:
+        return str(check_ip(ip))
+    except ValueError as exc:
+        raise RequestError(str(exc)) from None
+
+
+def iso_path(ctx: Context, iso: Any) -> str | None:
+    if iso in (None, ""):
+        return None
+    if not isinstance(iso, str) or "/" in iso or iso.startswith("."):
+        raise RequestError(f"bad iso {iso!r}: a file name in {ctx.config.front.iso_dir}")
+    path = Path(ctx.config.front.iso_dir) / iso
+    if not path.is_file():
+        raise RequestError(f"ISO {iso!r} not found in {ctx.config.front.iso_dir}")
+    return str(path)
