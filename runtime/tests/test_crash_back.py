@@ -116,6 +116,15 @@ def back(kvm_host: Host, tmp_path: Path) -> Iterator[Backend_]:  # noqa: F811
     b.db.dispose()
 
 
+def add_user(db: Database, name: str) -> int:
+    """A plain user row (the owner of the clones); returns its id."""
+    with db.session() as s:
+        user = User(name=name)
+        s.add(user)
+        s.flush()
+        return user.id
+
+
 def assert_consistent(host: Host, db: Database, prefix: str) -> None:
     """libvirt domains and pool volumes of ours match the machine rows exactly."""
     pool = host.storage.pool()
@@ -141,11 +150,7 @@ def test_kill_during_clone_leaves_nothing_orphaned(back: Backend_, kvm_host: Hos
                                                    kill_when: str) -> None:
     prefix = "crash" + uuid.uuid4().hex[:6]
     base_name = prefix + "base"
-    with back.db.session() as s:
-        user = User(name="zoe")
-        s.add(user)
-        s.flush()
-        uid = user.id
+    uid = add_user(back.db, "zoe")
     back.start()
     base = back.ok("create", {"name": base_name, "disk_gb": 1, "memory_mb": 256})["machine_id"]
     back.ok("prepare_base", machine_id=base)
@@ -195,11 +200,7 @@ def test_kill_during_clone_leaves_nothing_orphaned(back: Backend_, kvm_host: Hos
 def test_open_display_on_kvm(back: Backend_, kvm_host: Host) -> None:  # noqa: F811
     """The user's click on real KVM: clone + start + display password + connection info."""
     prefix = "crash" + uuid.uuid4().hex[:6]
-    with back.db.session() as s:
-        user = User(name="yan")
-        s.add(user)
-        s.flush()
-        uid = user.id
+    uid = add_user(back.db, "yan")
     back.start()
     base = back.ok("create", {"name": prefix + "b", "disk_gb": 1, "memory_mb": 256})
     back.ok("prepare_base", machine_id=base["machine_id"])
