@@ -55,6 +55,8 @@ class Machine(Base):
     """A libvirt domain managed by Ravada: a plain machine, a base or a clone."""
 
     __tablename__ = "machines"
+    # the bases list: WHERE is_base ORDER BY name
+    __table_args__ = (Index("ix_machines_is_base_name", "is_base", "name"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)

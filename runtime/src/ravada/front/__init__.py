@@ -37,6 +37,7 @@ def create_app(config: Config, db: Database | None = None) -> Flask:
     from ravada.front.api import bp as api_bp
     from ravada.front.auth import bp as auth_bp
     from ravada.front.ops import bp as ops_bp
+    from ravada.front.server import THREADS_PER_WORKER
     from ravada.front.user import bp as user_bp
 
     app = Flask(__name__)
@@ -55,8 +56,9 @@ def create_app(config: Config, db: Database | None = None) -> Flask:
     app.session_interface = SessionInterface()
     app.url_map.converters["id"] = web.IdConverter
     app.url_map.strict_slashes = False
-    app.extensions["ravada"] = FrontState(config=config, db=db or Database(config.database.url),
-                                          secret_key=secret)
+    # one pooled connection per gunicorn thread of the worker
+    db = db or Database(config.database.url, pool_size=THREADS_PER_WORKER)
+    app.extensions["ravada"] = FrontState(config=config, db=db, secret_key=secret)
     app.wsgi_app = TrustedProxyMiddleware(app.wsgi_app, config.front.trusted_proxies)  # type: ignore[method-assign]
 
     app.before_request(web.load_viewer)

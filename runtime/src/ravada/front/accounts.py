@@ -7,7 +7,7 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import false, func, select, update
 from sqlalchemy.orm import Session
 
 from ravada.db import ApiToken, LoginAttempt, User, utcnow
@@ -188,18 +188,28 @@ def delete_token(fs: FrontState, viewer: Viewer, token_id: int) -> None:
 
 
 def viewer_for_token(fs: FrontState, token: str) -> Viewer | None:
-    """The enabled user a bearer token belongs to."""
+    """The enabled user a bearer token belongs to: one SELECT (token joined to its user).
+
+    ``last_used_at`` is written at most once per :data:`TOKEN_TOUCH_SECONDS` per token, by a
+    conditional UPDATE (several workers may race; the condition keeps it to one write).
+    """
     if not token.startswith(TOKEN_PREFIX) or len(token) > 128:
         return None
     with fs.db.sessionmaker() as s:
-        row = s.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash(token)))
-        if row is None:
-            return None
-        viewer = load_viewer(s, row.user_id)
-        row_id, last_used = row.id, row.last_used_at
+        row = s.execute(
+            select(ApiToken.id, ApiToken.last_used_at, User.id, User.name, User.is_admin)
+            .join(User, User.id == ApiToken.user_id)
+            .where(ApiToken.token_hash == token_hash(token), User.is_disabled == false())
+        ).first()
+    if row is None:
+        return None
+    token_id, last_used, user_id, name, is_admin = row
     now = utcnow()
-    if viewer and (last_used is None
-                   or (now - last_used).total_seconds() > TOKEN_TOUCH_SECONDS):
+    if last_used is None or (now - last_used).total_seconds() > TOKEN_TOUCH_SECONDS:
+        stale = now - timedelta(seconds=TOKEN_TOUCH_SECONDS)
         with fs.db.session() as s:  # a write-only transaction: no lock upgrade
-            s.execute(update(ApiToken).where(ApiToken.id == row_id).values(last_used_at=now))
-    return viewer
+            s.execute(update(ApiToken)
+                      .where(ApiToken.id == token_id,
+                             (ApiToken.last_used_at.is_(None)) | (ApiToken.last_used_at < stale))
+                      .values(last_used_at=now))
+    return Viewer(id=user_id, name=name, is_admin=bool(is_admin))

@@ -20,7 +20,7 @@ def index() -> Any:
     v = web.current()
     with front().db.sessionmaker() as s:
         bases = machines.list_bases(s, v)
-        mine = [m for m in machines.list_machines(s, v) if m["owner_id"] == v.id]
+        mine = machines.list_machines(s, v, mine=True)
     return render_template("index.html", bases=bases, machines=mine)
 
 
