@@ -24,8 +24,10 @@ from ravada.back import handlers as handlers_mod
 from ravada.back.context import SCREENSHOT_DIR, Context, Job, make_firewall
 from ravada.back.errors import RequestError
 from ravada.back.handlers import Handler
+from ravada.back.pool import PoolKeeper, clean_half_made
 from ravada.back.recovery import clean_stale_backends, recover
 from ravada.back.sync import EventSink, reconcile_firewall, sync_all
+from ravada.back.timers import Timers
 from ravada.config import Config
 from ravada.db import Backend, Database, Request, utcnow
 from ravada.db.migrate import upgrade
@@ -67,10 +69,12 @@ class Daemon:
         self._sink = EventSink()
         self._own_host = host is None
         self.host = host or Host(config.libvirt.uri, config.libvirt.storage_pool,
-                                 on_state=self._sink)
+                                 on_state=self._sink, on_graphics=self._sink.graphics)
         self.ctx = Context(config, self.db, self.host, firewall or make_firewall(config),
                            Path(screenshot_dir))
         self._sink.ctx = self.ctx
+        self.timers = Timers(self.ctx)
+        self.pool_keeper = PoolKeeper(self.ctx, config.queue.workers)
         self._stopping = threading.Event()
         self._running: dict[Future[None], _Running] = {}
         self._pool = ThreadPoolExecutor(config.queue.workers, thread_name_prefix="worker")
@@ -90,6 +94,7 @@ class Daemon:
         if any(counts.values()):
             log.warning("recovery: %(retried)d retried, %(failed)d failed, "
                         "%(cleaned)d half-made machines removed", counts)
+        clean_half_made(self.ctx)
         sync_all(self.ctx)
         try:
             reconcile_firewall(self.ctx)
@@ -121,6 +126,8 @@ class Daemon:
             while not self._stopping.is_set():
                 self._reap()
                 self._claim_all()
+                if self._classroom():
+                    continue  # deadlines or refills queued requests: claim them now
                 if time.monotonic() >= self._next_beat:
                     try:
                         self._heartbeat()
@@ -173,12 +180,27 @@ class Daemon:
                 log.error("request %d (%s) timed out after %d s; its late result is discarded",
                           run.job.id, run.job.command, run.limit)
 
+    def _classroom(self) -> bool:
+        """Fire due deadlines and top up pools; True when that queued requests."""
+        queued = False
+        try:
+            queued = bool(self.timers.fire())
+            if self._free_slots() > 0:
+                queued = bool(self.pool_keeper.tick()) or queued
+        except Exception:  # a DB hiccup must not stop the daemon
+            log.exception("deadlines / pools not handled")
+        return queued
+
     def _wait_time(self) -> float:
         now = time.monotonic()
         wait = min(self.config.queue.fallback_poll, max(0.0, self._next_beat - now))
         deadlines = [r.deadline for r in self._running.values() if not r.timed_out]
         if deadlines:
             wait = min(wait, max(0.0, min(deadlines) - now))
+        try:
+            wait = self.timers.next_wait(wait)
+        except Exception:
+            log.exception("next deadline not read")
         return wait
 
     def _execute(self, job: Job) -> None:

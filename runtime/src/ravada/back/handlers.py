@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ravada import display as rdisplay
+from ravada.back import desktops, limits, pool, timers
 from ravada.back.args import DISK_GB, MEMORY_MB, VCPUS, bool_arg, client_ip_arg, int_arg, iso_path
 from ravada.back.context import Context, Job
 from ravada.back.errors import RequestError
@@ -70,11 +71,12 @@ def _record(ctx: Context, machine_id: int, guest: Guest) -> str:
         machine = s.get(Machine, machine_id)
         if machine is None:
             return state
-        machine.state = state
+        before, machine.state = machine.state, state
         if state == "running":
             machine.display = guest.display()
         elif state != "paused":
             close_access(ctx, s, machine)
+        timers.on_state(s, machine, before)  # deadlines now; a volatile's removal: events
     return state
 
 
@@ -239,50 +241,97 @@ def remove_base(ctx: Context, job: Job) -> Result:
     return {}
 
 
+def _make_clone(ctx: Context, job: Job, base: Machine, name: str, **fields: Any) -> int:
+    """A new overlay clone of ``base`` (row, volume, domain; all removed on failure)."""
+    base_disks = _guest(ctx, base).disk_paths()
+    if not base_disks:
+        raise RequestError(f"base {base.name!r} has no disk")
+    if ctx.host.has_guest(name) or own_volumes(ctx, name):
+        raise RequestError(f"a libvirt domain or volume named {name!r} already exists")
+    machine_id = _new_machine(ctx, job, name=name, base_id=base.id, memory_mb=base.memory_mb,
+                              vcpus=base.vcpus, disk_gb=base.disk_gb,
+                              volatile=bool(base.volatile), **fields)
+    _define_new(ctx, name, machine_id,
+                lambda: [ctx.storage.create_overlay(name, base_disks[0])],
+                base.memory_mb, base.vcpus, None)
+    return machine_id
+
+
+def _pool_clone(ctx: Context, job: Job, base: Machine) -> Result:
+    """The pool keeper's refill: one unassigned clone, started when asked."""
+    with ctx.db.session() as s:
+        name = pool.next_name(s, base.name)
+    machine_id = _make_clone(ctx, job, base, name, owner_id=None, is_pool=True)
+    if bool_arg(job.args, "start"):
+        guest = ctx.host.guest(name)
+        guest.start()
+        _record(ctx, machine_id, guest)
+    return {"machine_id": machine_id, "pool": True}
+
+
 def clone(ctx: Context, job: Job) -> Result:
+    """A user's desktop of a base: theirs if they have one, a pool clone, or a new clone.
+
+    One desktop per user per base: clicks racing in this backend join the one making it
+    (``desktops.making``); another backend's insert hits the unique constraint.
+    """
     args = job.args
     base = _load(ctx, job)
     if not base.is_base:
         raise RequestError(f"machine {base.name!r} is not a base: prepare_base first")
+    if args.get("pool") is True:
+        return _pool_clone(ctx, job, base)
     user = _user(ctx, args.get("user_id", job.user_id))
     start = bool_arg(args, "start")
     client_ip = client_ip_arg(args, required=False)
-    with ctx.db.session() as s:
-        existing = s.scalar(select(Machine).where(Machine.base_id == base.id,
-                                                  Machine.owner_id == user.id)
-                            .order_by(Machine.id).limit(1))
-        name = clone_name(s, base.name, user.name)
-    if existing is not None and existing.state != "creating":
-        machine_id = existing.id
-    else:
-        base_disks = _guest(ctx, base).disk_paths()
-        if not base_disks:
-            raise RequestError(f"base {base.name!r} has no disk")
-        if ctx.host.has_guest(name) or own_volumes(ctx, name):
-            raise RequestError(f"a libvirt domain or volume named {name!r} already exists")
-        machine_id = _new_machine(ctx, job, name=name, owner_id=user.id, base_id=base.id,
-                                  memory_mb=base.memory_mb, vcpus=base.vcpus,
-                                  disk_gb=base.disk_gb)
-        _define_new(ctx, name, machine_id,
-                    lambda: [ctx.storage.create_overlay(name, base_disks[0])],
-                    base.memory_mb, base.vcpus, None)
-    result: Result = {"machine_id": machine_id}
-    if start or client_ip:
+    with desktops.making(base.id, user.id), limits.user_lock(user.id):
         with ctx.db.session() as s:
-            machine = get_machine(s, machine_id)
-        _start(ctx, machine, None)
-        if client_ip:
-            try:
-                result["display"] = open_display_for(ctx, machine_id, client_ip)
-            except (RequestError, VirtError, FirewallError) as exc:
-                raise RequestError(f"machine {machine.name!r} is ready and started, but its "
-                                   f"display could not be opened: {exc}") from None
+            existing = s.scalar(select(Machine).where(Machine.base_id == base.id,
+                                                      Machine.owner_id == user.id))
+            name = clone_name(s, base.name, user.name)
+        if existing is not None and existing.state in ("creating", "removing"):
+            raise RequestError(f"your desktop {existing.name!r} is {existing.state} "
+                               "(another request is at work on it): try again shortly")
+        if (start or client_ip) and (existing is None
+                                     or existing.state not in limits.RUNNING):
+            limits.check(ctx, user.id, exclude=existing.id if existing else None)
+        if existing is not None:
+            machine_id = existing.id
+        else:
+            taken = pool.take(ctx, base.id, user.id) if base.pool_size else None
+            if taken is not None:
+                machine_id = taken
+            else:
+                try:
+                    machine_id = _make_clone(ctx, job, base, name, owner_id=user.id)
+                except RequestError as exc:
+                    if desktops.has_clone(ctx, base.id, user.id):
+                        raise RequestError(f"you already have a desktop of {base.name!r} "
+                                           "(made by another request): click again") from exc
+                    raise
+        if start or client_ip:
+            with ctx.db.session() as s:
+                machine = get_machine(s, machine_id)
+            if machine.state not in ("running",):
+                _start(ctx, machine, None)
+    result: Result = {"machine_id": machine_id}
+    if client_ip:
+        try:
+            result["display"] = open_display_for(ctx, machine_id, client_ip)
+        except (RequestError, VirtError, FirewallError) as exc:
+            raise RequestError(f"your desktop is ready and started, but its "
+                               f"display could not be opened: {exc}") from None
     return result
 
 
 def start(ctx: Context, job: Job) -> Result:
     client_ip = client_ip_arg(job.args, required=False)
-    return _start(ctx, _load(ctx, job), client_ip)
+    machine = _load(ctx, job)
+    if machine.owner_id is None or machine.state in limits.RUNNING:
+        return _start(ctx, machine, client_ip)
+    with limits.user_lock(machine.owner_id):
+        limits.check(ctx, machine.owner_id, exclude=machine.id)
+        return _start(ctx, machine, client_ip)
 
 
 def open_display(ctx: Context, job: Job) -> Result:
@@ -326,6 +375,9 @@ def reboot(ctx: Context, job: Job) -> Result:
 
 
 def hibernate(ctx: Context, job: Job) -> Result:
+    if _load(ctx, job).volatile:
+        raise RequestError("a volatile desktop cannot hibernate: shut it down instead "
+                           "(its changes are discarded)")
     return _power(ctx, job, Guest.hibernate, running="hibernate")
 
 

@@ -8,6 +8,8 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
+from ravada import queue
+from ravada.back import timers
 from ravada.back.context import Context
 from ravada.back.machines import close_access
 from ravada.db import FirewallRule, Machine
@@ -20,8 +22,12 @@ log = logging.getLogger(__name__)
 BUSY = ("creating", "removing")
 
 
-def _apply(ctx: Context, machine: Machine, state: str, s: Any) -> bool:
-    """Set one row to ``state`` (display read live when running); True if it changed."""
+def _apply(ctx: Context, machine: Machine, state: str, s: Any,
+           remove: list[int] | None = None) -> bool:
+    """Set one row to ``state`` (display read live when running); True if it changed.
+
+    A volatile clone that stopped is added to ``remove``.
+    """
     before = (machine.state, machine.display)
     machine.state = state
     if state == "running":
@@ -31,6 +37,8 @@ def _apply(ctx: Context, machine: Machine, state: str, s: Any) -> bool:
             machine.state = "unknown"
     if machine.state not in ("running", "paused"):
         close_access(ctx, s, machine)
+    if timers.on_state(s, machine, before[0]) and remove is not None:
+        remove.append(machine.id)
     return before != (machine.state, machine.display)
 
 
@@ -38,6 +46,7 @@ def sync_all(ctx: Context) -> dict[str, int]:
     """Every machine's state and display from libvirt; returns counts."""
     guests = ctx.host.list_guests()
     counts = {"machines": 0, "changed": 0, "missing": 0}
+    remove: list[int] = []
     with ctx.db.session() as s:
         for machine in s.scalars(select(Machine)):
             counts["machines"] += 1
@@ -47,7 +56,9 @@ def sync_all(ctx: Context) -> dict[str, int]:
             if state is None:
                 counts["missing"] += 1
                 state = "unknown"
-            counts["changed"] += _apply(ctx, machine, state, s)
+            counts["changed"] += _apply(ctx, machine, state, s, remove)
+    for machine_id in remove:
+        timers.request_removal(ctx, machine_id)
     log.info("refresh: %(machines)d machines, %(changed)d changed, %(missing)d missing", counts)
     return counts
 
@@ -85,7 +96,28 @@ class EventSink:
     def __call__(self, name: str, state: str) -> None:
         self._pool.submit(self._handle, name, state)
 
+    def graphics(self, name: str, phase: str) -> None:
+        """``on_graphics`` for the Host: a display client connected or disconnected."""
+        self._pool.submit(self._handle_graphics, name, phase)
+
     def _handle(self, name: str, state: str) -> None:
+        ctx = self.ctx
+        if ctx is None:
+            return
+        remove: list[int] = []
+        try:
+            with ctx.db.session() as s:
+                machine = s.scalar(select(Machine).where(Machine.name == name))
+                if machine is None or machine.state in BUSY:
+                    return
+                if _apply(ctx, machine, state, s, remove):
+                    log.info("machine %s is %s", name, machine.state)
+            for machine_id in remove:
+                timers.request_removal(ctx, machine_id)
+        except Exception:  # an event must never kill the thread
+            log.exception("lifecycle event %s -> %s not recorded", name, state)
+
+    def _handle_graphics(self, name: str, phase: str) -> None:
         ctx = self.ctx
         if ctx is None:
             return
@@ -94,10 +126,12 @@ class EventSink:
                 machine = s.scalar(select(Machine).where(Machine.name == name))
                 if machine is None or machine.state in BUSY:
                     return
-                if _apply(ctx, machine, state, s):
-                    log.info("machine %s is %s", name, machine.state)
-        except Exception:  # an event must never kill the thread
-            log.exception("lifecycle event %s -> %s not recorded", name, state)
+                timers.on_graphics(s, machine, phase)
+                log.info("machine %s: display client %s (%d now)", name, phase,
+                         machine.clients)
+            queue.notify(ctx.config.queue.socket)  # the daemon re-reads its next deadline
+        except Exception:
+            log.exception("graphics event %s %s not recorded", name, phase)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

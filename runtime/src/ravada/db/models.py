@@ -52,11 +52,19 @@ class User(Base):
 
 
 class Machine(Base):
-    """A libvirt domain managed by Ravada: a plain machine, a base or a clone."""
+    """A libvirt domain managed by Ravada: a plain machine, a base or a clone.
+
+    A base carries the classroom policy of its clones (see ``ravada.policy``); a clone
+    carries its connection state and the deadlines the daemon sleeps on.
+    """
 
     __tablename__ = "machines"
-    # the bases list: WHERE is_base ORDER BY name
-    __table_args__ = (Index("ix_machines_is_base_name", "is_base", "name"),)
+    # the bases list: WHERE is_base ORDER BY name; one desktop per user per base (NULLs are
+    # distinct: pool clones have no owner)
+    __table_args__ = (
+        Index("ix_machines_is_base_name", "is_base", "name"),
+        UniqueConstraint("base_id", "owner_id", name="uq_machines_base_owner"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
@@ -80,6 +88,20 @@ class Machine(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
+    # policy (on a base; ``volatile`` is copied onto its clones)
+    volatile: Mapped[bool] = mapped_column(Boolean, default=False)
+    pool_size: Mapped[int] = mapped_column(Integer, default=0)
+    pool_started: Mapped[int] = mapped_column(Integer, default=0)
+    run_timeout: Mapped[int] = mapped_column(Integer, default=0)
+    shutdown_disconnected: Mapped[bool] = mapped_column(Boolean, default=False)
+    shutdown_grace: Mapped[int] = mapped_column(Integer, default=300)
+    # clone state: an unassigned pool clone, display clients now, deadlines
+    is_pool: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    clients: Mapped[int] = mapped_column(Integer, default=0)
+    last_connected_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    run_until: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True, index=True)
+    idle_until: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True, index=True)
 
     owner: Mapped[User | None] = relationship(back_populates="machines")
     base: Mapped[Machine | None] = relationship(remote_side="Machine.id", back_populates="clones")

@@ -42,6 +42,12 @@ __all__ = ["GuestNotFound", "Host", "VirtError"]
 log = logging.getLogger(__name__)
 R = TypeVar("R")
 OnState = Callable[[str, str], None]
+OnGraphics = Callable[[str, str], None]
+# graphics event phase -> what presence cares about (SPICE reports one per channel, in pairs)
+_GRAPHICS_PHASE = {
+    libvirt.VIR_DOMAIN_EVENT_GRAPHICS_CONNECT: "connect",
+    libvirt.VIR_DOMAIN_EVENT_GRAPHICS_DISCONNECT: "disconnect",
+}
 
 _E = libvirt
 # lifecycle event -> state (None: not a state change we report)
@@ -99,9 +105,12 @@ class Host:
 
     RECONNECT_MAX_DELAY = 5.0
 
-    def __init__(self, uri: str, pool: str, on_state: OnState | None = None) -> None:
+    def __init__(self, uri: str, pool: str, on_state: OnState | None = None,
+                 on_graphics: OnGraphics | None = None) -> None:
         self.uri = uri
         self.on_state = on_state
+        self.on_graphics = on_graphics
+        self._graphics_id: int | None = None
         self.storage = Storage(self.call, pool)
         self._lock = threading.RLock()
         self._cond = threading.Condition()
@@ -126,6 +135,10 @@ class Host:
             conn.registerCloseCallback(self._on_close, None)
             self._callback_id = conn.domainEventRegisterAny(
                 None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_event, None)
+            self._graphics_id = None
+            if self.on_graphics is not None:
+                self._graphics_id = conn.domainEventRegisterAny(
+                    None, libvirt.VIR_DOMAIN_EVENT_ID_GRAPHICS, self._on_graphics_event, None)
         except libvirt.libvirtError as err:
             conn.close()
             raise wrap(f"cannot watch events of {self.uri}", err) from None
@@ -143,7 +156,9 @@ class Host:
             if conn is None or conn is not self._conn:
                 return
             self._conn = None
+        graphics_id = self._graphics_id
         for undo in (lambda: conn.domainEventDeregisterAny(self._callback_id),
+                     lambda: graphics_id is None or conn.domainEventDeregisterAny(graphics_id),
                      conn.unregisterCloseCallback, conn.close):
             try:
                 undo()
@@ -231,6 +246,17 @@ class Host:
                 state = None
         if state is not None:
             self._emit(dom.name(), state)
+
+    def _on_graphics_event(self, _conn: libvirt.virConnect, dom: libvirt.virDomain, phase: int,
+                           _local: object, remote: object, _scheme: str, _subject: object,
+                           _opaque: object) -> None:
+        what = _GRAPHICS_PHASE.get(phase)
+        if what is None or self.on_graphics is None:
+            return  # INITIALIZE follows CONNECT of the same client
+        try:
+            self.on_graphics(dom.name(), what)
+        except Exception:
+            log.exception("on_graphics(%r, %r) failed", dom.name(), what)
 
     def _emit(self, name: str, state: str) -> None:
         with self._cond:

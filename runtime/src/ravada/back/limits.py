@@ -1,0 +1,58 @@
+"""Per-user limit of running machines, checked by the backend before it starts anything.
+
+The global limit is the ``max_running_per_user`` setting (0: none). A check and the start
+that follows hold the user's lock, so two clicks of one user cannot both pass the check.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import func, select
+
+from ravada import policy as rpolicy
+from ravada.back.context import Context
+from ravada.back.errors import RequestError
+from ravada.db import Machine, Setting
+
+SETTING = "max_running_per_user"
+RUNNING = ("running", "paused")
+
+_locks: dict[int, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+@contextmanager
+def user_lock(user_id: int) -> Iterator[None]:
+    """Serialise one user's limit check + start in this backend."""
+    with _locks_guard:
+        lock = _locks.setdefault(user_id, threading.Lock())
+    with lock:
+        yield
+
+
+def global_limit(ctx: Context) -> int:
+    with ctx.db.sessionmaker() as s:
+        value = s.scalar(select(Setting.value).where(Setting.key == SETTING))
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return 0
+    return value
+
+
+def running(ctx: Context, user_id: int, exclude: int | None = None) -> int:
+    q = select(func.count()).select_from(Machine).where(
+        Machine.owner_id == user_id, Machine.state.in_(RUNNING), Machine.is_base.is_(False))
+    if exclude is not None:
+        q = q.where(Machine.id != exclude)
+    with ctx.db.sessionmaker() as s:
+        return s.scalar(q) or 0
+
+
+def check(ctx: Context, user_id: int, exclude: int | None = None) -> None:
+    """Refuse (RequestError naming the limit) one more running machine for ``user_id``."""
+    limit = rpolicy.running_limit(global_limit(ctx))
+    why = rpolicy.over_limit(running(ctx, user_id, exclude), limit)
+    if why:
+        raise RequestError(why)

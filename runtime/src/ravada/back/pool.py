@@ -1,0 +1,152 @@
+"""Pools of pre-made clones: hand one out on a click, keep each pooled base topped up.
+
+An unassigned pool clone has ``is_pool`` set and no owner; it is named ``<base>-pool-<n>``.
+:func:`take` gives one (a running one first) to a user atomically. The daemon calls
+:meth:`PoolKeeper.tick` when it wakes: it queues ``clone`` (pool) and ``start`` requests for
+what the bases' policies miss, only while no user request waits in the queue and never on
+every worker, so user clicks always go first.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy import case, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ravada import policy as rpolicy
+from ravada import queue
+from ravada.back import timers
+from ravada.back.context import Context
+from ravada.back.machines import discard
+from ravada.db import Machine, Request, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def take(ctx: Context, base_id: int, user_id: int) -> int | None:
+    """Assign a free pool clone of ``base_id`` to ``user_id`` (running ones first)."""
+    with ctx.db.session() as s:
+        ids = s.scalars(select(Machine.id).where(
+            Machine.base_id == base_id, Machine.is_pool.is_(True), Machine.owner_id.is_(None),
+            Machine.state.in_(("running", "shutdown")))
+            .order_by(case((Machine.state == "running", 0), else_=1), Machine.id)).all()
+    for machine_id in ids:
+        try:
+            with ctx.db.session() as s:
+                done = s.execute(update(Machine).where(
+                    Machine.id == machine_id, Machine.is_pool.is_(True),
+                    Machine.owner_id.is_(None)).values(owner_id=user_id, is_pool=False))
+                if not done.rowcount:
+                    continue  # another click took it
+                m = s.get(Machine, machine_id)
+                assert m is not None
+                if m.state in timers.RUNNING:
+                    timers.arm(s, m, utcnow())
+        except IntegrityError:
+            return None  # the user got a clone of this base meanwhile
+        log.info("pool clone %d of base %d handed to user %d", machine_id, base_id, user_id)
+        return machine_id
+    return None
+
+
+def next_name(s: Session, base: str) -> str:
+    taken = set(s.scalars(select(Machine.name).where(
+        Machine.name.like(f"{base[:40]}%{rpolicy.POOL_INFIX}%"))))
+    n = 1
+    while rpolicy.pool_name(base, n) in taken:
+        n += 1
+    return rpolicy.pool_name(base, n)
+
+
+def clean_half_made(ctx: Context) -> int:
+    """At start-up: pool clones left ``creating`` by a dead backend are removed."""
+    with ctx.db.sessionmaker() as s:
+        rows = s.execute(select(Machine.id, Machine.name).where(
+            Machine.is_pool.is_(True), Machine.state == "creating")).all()
+    for machine_id, name in rows:
+        discard(ctx, name, machine_id)
+    return len(rows)
+
+
+class PoolKeeper:
+    """Tops up every pooled base from the daemon loop; state is in the database."""
+
+    def __init__(self, ctx: Context, workers: int) -> None:
+        self.ctx = ctx
+        self.budget = max(1, workers - 1)  # one worker stays free for user clicks
+        self.inflight: dict[int, tuple[int, str]] = {}  # request id -> (base id, kind)
+        self.last_tick: datetime | None = None
+
+    def _forget_finished(self, s: Session) -> None:
+        if not self.inflight:
+            return
+        pending = set(s.scalars(select(Request.id).where(
+            Request.id.in_(list(self.inflight)), Request.status.in_(timers.PENDING))))
+        for req_id in list(self.inflight):
+            if req_id not in pending:
+                del self.inflight[req_id]
+
+    def tick(self) -> list[int]:
+        """Queue the next refill steps; returns the ids of the requests submitted."""
+        submitted: list[int] = []
+        with self.ctx.db.session() as s:
+            self._forget_finished(s)
+            room = self.budget - len(self.inflight)
+            if room <= 0:
+                return []
+            bases = s.scalars(select(Machine).where(
+                Machine.is_base.is_(True), Machine.pool_size > 0)).all()
+            if not bases:
+                return []
+            waiting = select(func.count()).select_from(Request).where(
+                Request.status == queue.REQUESTED)
+            if self.inflight:
+                waiting = waiting.where(Request.id.not_in(list(self.inflight)))
+            users_waiting = s.scalar(waiting)
+            if users_waiting:
+                return []  # user clicks first; the daemon wakes again when they are done
+            for base in bases:
+                for command, target, args in self._steps(s, base):
+                    if room <= 0:
+                        break
+                    req = queue.enqueue(s, command, args, machine_id=target)
+                    kind = "clone_start" if args.get("start") else command
+                    self.inflight[req.id] = (base.id, kind)
+                    submitted.append(req.id)
+                    room -= 1
+        if submitted:
+            log.info("pool keeper queued %d request(s)", len(submitted))
+        return submitted
+
+    def _steps(self, s: Session, base: Machine) -> list[tuple[str, int, dict]]:
+        pol = timers.policy_of(base)
+        rows = s.execute(select(Machine.id, Machine.state).where(
+            Machine.base_id == base.id, Machine.is_pool.is_(True),
+            Machine.owner_id.is_(None))).all()
+        mine = [kind for b, kind in self.inflight.values() if b == base.id]
+        making = mine.count("clone") + mine.count("clone_start")
+        counts = rpolicy.PoolCounts(
+            made=sum(st != "creating" for _, st in rows),
+            running=sum(st == "running" for _, st in rows) + mine.count("start")
+            + mine.count("clone_start"),
+            # a clone at work has a row in ``creating`` (once its handler began) and an entry
+            # in ``inflight``: count it once
+            creating=max(sum(st == "creating" for _, st in rows), making))
+        work = rpolicy.pool_work(pol, counts)
+        steps: list[tuple[str, int, dict]] = []
+        need_running = work.start
+        stopped = [mid for mid, st in rows if st == "shutdown"]
+        for mid in stopped[:need_running]:
+            steps.append(("start", mid, {}))
+        need_running -= min(need_running, len(stopped))
+        for i in range(work.create):
+            steps.append(("clone", base.id, {"pool": True, "start": i < need_running}))
+        extra = counts.made + counts.creating - pol.pool_size
+        if extra > 0 and not mine:
+            for mid, st in sorted(rows, key=lambda r: r[1] == "running")[:extra]:
+                if st != "creating":
+                    steps.append(("remove", mid, {"reason": "pool shrunk"}))
+        return steps
