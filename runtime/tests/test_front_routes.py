@@ -58,7 +58,8 @@ PUBLIC_ENDPOINTS = {"static", "auth.login", "auth.login_post", "auth.logout", "u
                     "api.tokens_create", "api.session_logout"}
 ADMIN_API = {"api.machines_create", "api.machine_public", "api.machine_prepare_base",
              "api.machine_remove_base", "api.isos_list", "api.users_list", "api.users_create",
-             "api.users_update", "api.settings_get", "api.settings_update"}
+             "api.users_update", "api.settings_get", "api.settings_update",
+             "api.base_policy_get", "api.base_policy_update"}
 
 
 def test_every_route_answers_without_server_errors(world: World) -> None:
@@ -173,6 +174,8 @@ def test_hostile_input_never_gives_500(world: World, value: Any) -> None:
         (admin, "POST", "/api/v1/machines", {"name": value, "iso": value, "memory_mb": value}),
         (admin, "POST", "/api/v1/machines", {"name": "ok1", "vcpus": value}),
         (admin, "POST", f"/api/v1/machines/{world.base}/public", {"public": value}),
+        (admin, "PATCH", f"/api/v1/bases/{world.base}/policy", {"pool_size": value}),
+        (admin, "PATCH", f"/api/v1/bases/{world.base}/policy", {"volatile": value}),
         (admin, "POST", f"/api/v1/machines/{world.alice_vm}/shutdown", {"timeout": value}),
         (admin, "POST", "/api/v1/password", {"password": value, "new_password": value}),
     ]

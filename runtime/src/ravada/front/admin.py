@@ -7,12 +7,13 @@ from typing import Any
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from ravada import queue
-from ravada.front import accounts, machines, settings, web
+from ravada.front import accounts, machines, policies, settings, web
 from ravada.front.dbutil import write_session
 from ravada.front.errors import BadInput, FrontError
 from ravada.front.state import front
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
+POLICY_FIELDS = ("pool_size", "pool_started", "run_timeout", "shutdown_grace")
 MACHINE_ACTIONS = machines.ADMIN_ACTIONS + (
     "start", "shutdown", "force_shutdown", "hibernate", "reboot", "resume", "remove")
 
@@ -65,6 +66,21 @@ def machine_post(machine_id: int) -> Any:
             flash(f"{action.replace('_', ' ').capitalize()} requested (request {rid}).", "ok")
         else:
             raise BadInput("unknown action")
+    except FrontError as exc:
+        _flash_error(exc)
+    return _back("admin.machines_page")
+
+
+@bp.post("/machines/<id:machine_id>/policy")
+@web.admin_required
+def machine_policy(machine_id: int) -> Any:
+    """The policy form of a base: unchecked boxes are not sent, so they mean false."""
+    form = {k: v for k, v in request.form.items() if k in POLICY_FIELDS}
+    for box in ("volatile", "shutdown_disconnected"):
+        form[box] = box in request.form
+    try:
+        policies.update(front(), web.current(), machine_id, form)
+        flash("Policy saved.", "ok")
     except FrontError as exc:
         _flash_error(exc)
     return _back("admin.machines_page")

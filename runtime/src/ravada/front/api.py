@@ -13,7 +13,7 @@ from flask import Blueprint, Response, g, jsonify, request, send_file, session
 from flask_wtf.csrf import generate_csrf
 
 from ravada import queue
-from ravada.front import accounts, consoles, machines, settings, validate, web
+from ravada.front import accounts, consoles, machines, policies, settings, validate, web
 from ravada.front.dbutil import write_session
 from ravada.front.errors import BadInput, Conflict, Forbidden, Unauthorized, Unavailable
 from ravada.front.openapi import document
@@ -166,6 +166,17 @@ def base_start(base_id: int) -> Any:
             display = None
     reply, status = _request_reply(r.id, 0, machine_id=machine_id, display=display)
     return web.no_store(reply), status
+
+
+@bp.get("/bases/<id:base_id>/policy")
+def base_policy_get(base_id: int) -> Any:
+    with front().db.sessionmaker() as s:
+        return jsonify(policies.get(s, web.current(), base_id))
+
+
+@bp.patch("/bases/<id:base_id>/policy")
+def base_policy_update(base_id: int) -> Any:
+    return jsonify(policies.update(front(), web.current(), base_id, _body()))
 
 
 @bp.get("/machines")

@@ -47,6 +47,13 @@ def machine_json(m: Machine, owner: str | None = None) -> dict[str, Any]:
         "base_id": m.base_id, "is_base": m.is_base, "is_public": m.is_public,
         "memory_mb": m.memory_mb, "vcpus": m.vcpus, "disk_gb": m.disk_gb, "iso": m.iso,
         "description": m.description, "created_at": iso_time(m.created_at),
+        "volatile": bool(m.volatile), "is_pool": bool(m.is_pool),
+        "connected": bool(m.clients), "last_connected_at": iso_time(m.last_connected_at),
+        "run_until": iso_time(m.run_until), "idle_until": iso_time(m.idle_until),
+        **({"policy": {"volatile": bool(m.volatile), "pool_size": m.pool_size,
+                       "pool_started": m.pool_started, "run_timeout": m.run_timeout,
+                       "shutdown_disconnected": bool(m.shutdown_disconnected),
+                       "shutdown_grace": m.shutdown_grace}} if m.is_base else {}),
     }
 
 
@@ -158,6 +165,8 @@ def list_bases(s: Session, viewer: Viewer) -> list[dict[str, Any]]:
     Three queries whatever the number of bases: the bases, the viewer's clones of them and
     the viewer's pending clone requests (no query per base).
     """
+    from ravada.front import policies
+
     # "= true", not "IS true": MariaDB uses ix_machines_is_base_name only for the former
     q = select(Machine).where(Machine.is_base == true())
     if not viewer.is_admin:
@@ -181,6 +190,7 @@ def list_bases(s: Session, viewer: Viewer) -> list[dict[str, Any]]:
         "is_public": base.is_public,
         "clone": machine_json(clones[base.id]) if base.id in clones else None,
         "pending_request": pending.get(base.id),
+        **policies.desktop(base, clones.get(base.id)),
     } for base in bases]
 
 

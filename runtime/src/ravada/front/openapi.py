@@ -41,6 +41,11 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, Any]]] =
      _list("Base"), {}),
     ("post", "/bases/{base_id}/start", "Start my desktop from a base (clone on first use)",
      "desktops", _ref("StartReply"), {"wait": True, "status": "202"}),
+    ("get", "/bases/{base_id}/policy", "A base's classroom policy (admin)", "machines",
+     _ref("Policy"), {"admin": True}),
+    ("patch", "/bases/{base_id}/policy",
+     "Change a base's policy: volatile clones, pool, run timeout, shutdown when disconnected "
+     "(admin)", "machines", _ref("Policy"), {"admin": True, "body": _ref("Policy")}),
     ("get", "/machines", "My machines (every machine for admins)", "machines",
      _list("Machine"), {}),
     ("post", "/machines", "Create a machine from an ISO of iso_dir or a blank disk (admin)",
@@ -103,10 +108,18 @@ SCHEMAS: dict[str, Any] = {
             "unknown"]},
         "owner_id": _int, "owner": _str, "base_id": _int, "is_base": _bool, "is_public": _bool,
         "memory_mb": _int, "vcpus": _int, "disk_gb": _int, "iso": _str, "description": _str,
-        "created_at": _str}},
+        "created_at": _str, "volatile": _bool, "is_pool": _bool, "connected": _bool,
+        "last_connected_at": _str, "run_until": _str, "idle_until": _str,
+        "policy": _ref("Policy")}},
     "Base": {"type": "object", "properties": {
         "id": _int, "name": _str, "description": _str, "is_public": _bool,
-        "clone": _ref("Machine"), "pending_request": _int}},
+        "clone": _ref("Machine"), "pending_request": _int, "volatile": _bool,
+        "notices": {"type": "array", "items": _str}, "connected": _bool,
+        "last_connected_at": _str, "run_until": _str, "idle_until": _str,
+        "run_seconds_left": _int, "idle_seconds_left": _int}},
+    "Policy": {"type": "object", "properties": {
+        "volatile": _bool, "pool_size": _int, "pool_started": _int, "run_timeout": _int,
+        "shutdown_disconnected": _bool, "shutdown_grace": _int}},
     "NewMachine": {"type": "object", "required": ["name"], "properties": {
         "name": _str, "iso": _str, "memory_mb": _int, "vcpus": _int, "disk_gb": _int}},
     "Request": {"type": "object", "properties": {
@@ -130,7 +143,7 @@ SCHEMAS: dict[str, Any] = {
         "auth_backend": _str, "created_at": _str, "last_login_at": _str}},
     "Settings": {"type": "object", "properties": {
         "site_title": _str, "motd": _str, "login_max_failures": _int,
-        "login_window_seconds": _int, "console_ws_url": _str}},
+        "login_window_seconds": _int, "console_ws_url": _str, "max_running_per_user": _int}},
 }
 
 _ERRORS = {

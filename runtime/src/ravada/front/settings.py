@@ -42,6 +42,8 @@ KEYS: dict[str, Key] = {k.name: k for k in (
         lambda v: validate.integer(v, "login_window_seconds", lo=10, hi=86400), "int"),
     Key("console_ws_url", "", "Browser-console websocket URL; empty derives it from the request.",
         _ws_url),
+    Key("max_running_per_user", 0, "Machines one user may have running at once (0: no limit).",
+        lambda v: validate.integer(v, "max_running_per_user", lo=0, hi=1000), "int"),
 )}
 
 
