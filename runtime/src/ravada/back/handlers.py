@@ -319,7 +319,9 @@ def clone(ctx: Context, job: Job) -> Result:
         try:
             result["display"] = open_display_for(ctx, machine_id, client_ip)
         except (RequestError, VirtError, FirewallError) as exc:
-            raise RequestError(f"your desktop is ready and started, but its "
+            with ctx.db.session() as s:
+                name = get_machine(s, machine_id).name
+            raise RequestError(f"machine {name!r} is ready and started, but its "
                                f"display could not be opened: {exc}") from None
     return result
 

@@ -2,9 +2,10 @@
 
 Every deadline lives in the database (``machines.run_until`` / ``machines.idle_until``), so a
 restarted daemon keeps them. State and graphics events set or clear them (:func:`on_state`,
-:func:`on_graphics`); the daemon sleeps until :meth:`Timers.next_wait` and then
-:meth:`Timers.fire` queues a shutdown (``remove`` for a volatile clone) for each machine whose
-deadline passed. Nothing here scans on a clock tick.
+:func:`on_graphics`; libvirt reports every display client: SPICE and VNC viewers, and
+rvd_console, which is a VNC client of the machine); the daemon sleeps until
+:meth:`Timers.next_wait` and then :meth:`Timers.fire` queues a shutdown (``remove`` for a
+volatile clone) for each machine whose deadline passed. Nothing here scans on a clock tick.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session
 from ravada import policy as rpolicy
 from ravada import queue
 from ravada.back.context import Context
-from ravada.db import ConsoleSession, Machine, Request, utcnow
+from ravada.db import Machine, Request, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +37,6 @@ def policy_of(base: Machine | None) -> rpolicy.Policy:
         pool_started=base.pool_started or 0, run_timeout=base.run_timeout or 0,
         shutdown_disconnected=bool(base.shutdown_disconnected),
         shutdown_grace=base.shutdown_grace or 300)
-
-
-def _console_open(s: Session, machine_id: int) -> bool:
-    return bool(s.scalar(select(func.count()).select_from(ConsoleSession).where(
-        ConsoleSession.machine_id == machine_id, ConsoleSession.ended_at.is_(None))))
 
 
 def arm(s: Session, machine: Machine, now: datetime) -> None:
@@ -81,8 +77,7 @@ def on_graphics(s: Session, machine: Machine, phase: str) -> None:
     elif phase == "disconnect":
         machine.clients = max(0, (machine.clients or 0) - 1)
         machine.last_connected_at = now
-        if machine.clients == 0 and machine.state in RUNNING and not machine.is_pool \
-                and not _console_open(s, machine.id):
+        if machine.clients == 0 and machine.state in RUNNING and not machine.is_pool:
             machine.idle_until = rpolicy.idle_deadline(policy_of(machine.base), now)
 
 
@@ -133,7 +128,7 @@ class Timers:
                 m.run_until = None if run_due else m.run_until
                 if m.state not in RUNNING:
                     continue
-                if not run_due and (m.clients > 0 or _console_open(s, m.id)):
+                if not run_due and m.clients > 0:
                     continue  # somebody came back: the grace deadline is void
                 command = "remove" if m.volatile and not m.is_pool else "shutdown"
                 busy = s.scalar(select(Request.id).where(
