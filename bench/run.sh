@@ -53,7 +53,7 @@ on_host() {  # on_host SCRIPT ARGS... : run bench/SCRIPT on the deployed host, f
 }
 
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(queue p4 p1 p5 p6)
+[ ${#targets[@]} -eq 0 ] && targets=(queue p4 p1 p2 p5 p5pool p6)
 status=0
 for t in "${targets[@]}"; do
     echo "=== bench $t ==="
@@ -61,9 +61,12 @@ for t in "${targets[@]}"; do
         queue) [ -f bench/queue_bench.py ] && "$PY" bench/queue_bench.py || status=1 ;;
         p4) "$PY" bench/p4_front.py || status=1 ;;
         p1) on_host p1_click.py -n "${RAVADA_BENCH_N:-20}" || status=1 ;;
+        p2) on_host p2_pool.py -n "${RAVADA_BENCH_N:-20}" || status=1 ;;
         p5) on_host p5_burst.py --users "${RAVADA_BENCH_USERS:-30}" || status=1 ;;
+        p5pool) on_host p5_burst.py --users "${RAVADA_BENCH_USERS:-30}" \
+                    --pool "${RAVADA_BENCH_USERS:-30}" || status=1 ;;
         p6) "$PY" bench/p6_rerun.py -i "$INVENTORY" || status=1 ;;
-        *) echo "bench: unknown benchmark '$t' (queue p4 p1 p5 p6)" >&2; exit 2 ;;
+        *) echo "bench: unknown benchmark '$t' (queue p4 p1 p2 p5 p5pool p6)" >&2; exit 2 ;;
     esac
 done
 "$PY" bench/report.py

@@ -27,6 +27,7 @@ ROUTES = {
     "action": ("POST", "/api/v1/machines/{id}/{action}"),
     "request": ("GET", "/api/v1/requests/{id}"),
     "create_machine": ("POST", "/api/v1/machines"),
+    "policy": ("PATCH", "/api/v1/bases/{id}/policy"),
     "version": ("GET", "/healthz"),
 }
 FINAL = ("done", "failed")

@@ -19,9 +19,11 @@ README = BENCH_DIR / "README.md"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 TITLES = {
     "p1_click": "P1 click-to-desktop (cold clone)",
+    "p2_pool": "P2 click-to-desktop from a pool",
     "queue": "P3 queue",
     "p4_front": "P4 front under load",
     "p5_burst": "P5 burst of 30",
+    "p5_burst_pooled": "P5 burst of 30 against a pool of 30",
     "p5_burst_profiled": "P5 burst, again under py-spy",
     "p6_rerun": "P6 playbook re-run",
 }
