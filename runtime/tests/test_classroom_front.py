@@ -80,6 +80,8 @@ def test_card_shows_time_left_and_disconnect_warning(world: World) -> None:
     assert "It will shut down in 5 min unless you reconnect." in page
     card = bob.get("/api/v1/bases").json[0]
     assert 2540 <= card["run_seconds_left"] <= 2550 and card["connected"] is False
+    page = bob.get(f"/machine/{clone_id}").get_data(as_text=True)
+    assert "Time left: 43 min." in page
     with w.db.session() as s:
         s.get(Machine, clone_id).clients = 1
     page = bob.get("/").get_data(as_text=True)

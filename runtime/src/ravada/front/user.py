@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, abort, make_response, render_template, send_from_directory
 
-from ravada.front import accounts, consoles, machines, web
+from ravada.front import accounts, consoles, machines, policies, web
 from ravada.front.errors import Conflict, Unavailable
 from ravada.front.state import front
 
@@ -30,7 +30,9 @@ def display(machine_id: int) -> Any:
     """The display page: every view opens the display for this viewer's address."""
     fs, v = front(), web.current()
     with fs.db.sessionmaker() as s:
-        m = machines.machine_json(machines.visible_machine(s, v, machine_id))
+        row = machines.visible_machine(s, v, machine_id)
+        m = machines.machine_json(row)
+        notices = policies.desktop(row.base, row)["notices"] if row.base else []
     info, problem = None, None
     try:
         info, _ = machines.open_display(fs, v, machine_id, web.client_ip(),
@@ -39,7 +41,7 @@ def display(machine_id: int) -> Any:
         problem = exc.detail
     tls = bool(fs.config.display.spice_tls and info and (info.get("spice") or {}).get("tls_port"))
     return web.no_store(make_response(render_template(
-        "display.html", machine=m, info=info, problem=problem, tls=tls)))
+        "display.html", machine=m, info=info, problem=problem, tls=tls, notices=notices)))
 
 
 @bp.get("/machine/<id:machine_id>/console")
