@@ -16,10 +16,25 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kvm import kvm_cleanup, kvm_host  # noqa: F401  (defined once here: see kvm.py)
+from strict import STRICT_MARKS, STRICT_VAR, strict, unavailable
 
 from ravada import config as rconfig
 from ravada.db import Database
 from ravada.db.migrate import upgrade
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """In strict mode a skipped kvm/netns/mariadb/browser test is a failure (see strict.py)."""
+    outcome = yield
+    rep = outcome.get_result()
+    if not (strict() and rep.skipped) or hasattr(rep, "wasxfail"):
+        return
+    if any(item.get_closest_marker(m) for m in STRICT_MARKS):
+        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        rep.outcome = "failed"
+        rep.longrepr = f"{STRICT_VAR} is set, so this cannot be skipped: {reason}"
 
 
 def _start_mariadb(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -52,7 +67,7 @@ def mariadb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
         return
     if not shutil.which("mariadbd"):
-        pytest.skip("MariaDB is not installed (apt-get install mariadb-server)")
+        unavailable("MariaDB is not installed (apt-get install mariadb-server)")
     proc, url = _start_mariadb(tmp_path_factory.mktemp("mariadb"))
     yield url
     proc.terminate()

@@ -1,6 +1,9 @@
 """Fixtures for tests against a REAL libvirtd + QEMU/KVM on this machine.
 
-Import the fixtures into a test module (``from kvm import kvm_host, kvm_cleanup  # noqa``).
+The fixtures are imported ONCE, by conftest.py; test modules must not import them again: a
+fixture imported into a module is a second definition, so a session fixture would be set up
+twice (the second one found libvirtd already started by the first and the libvirtd restart
+test skipped in every full run).
 ``kvm_host`` (session) needs root, ``/dev/kvm`` and Debian's libvirt-daemon-system; without
 them it skips with the reason. With no systemd, it starts ``virtlogd -d`` and ``libvirtd -d``
 itself when ``/run/libvirt/libvirt-sock`` is absent (and stops them at the end), gives
@@ -25,6 +28,7 @@ from pathlib import Path
 
 import libvirt
 import pytest
+from strict import unavailable
 
 from ravada.virt import GuestNotFound, Host, VirtError
 
@@ -95,6 +99,21 @@ def stop_daemon(daemon: str) -> None:
         time.sleep(0.05)
 
 
+def restart_libvirtd(host: Host) -> None:
+    """Restart libvirtd under a live ``host``: the daemon the tests started, or the systemd
+    unit; a libvirtd someone else started by hand is not ours to restart."""
+    if "libvirtd" in getattr(host, "started_daemons", []):
+        stop_daemon("libvirtd")
+        start_daemon("libvirtd", "/run/libvirtd.pid")
+        return
+    if shutil.which("systemctl") and subprocess.run(
+            ["systemctl", "is-active", "--quiet", "libvirtd.service"]).returncode == 0:
+        subprocess.run(["systemctl", "restart", "libvirtd.service"], check=True, timeout=60)
+        return
+    unavailable("libvirtd runs, but neither the tests nor systemd started it: "
+                "not restarting someone else's")
+
+
 def _alive(pid: int) -> bool:
     """True while ``pid`` runs (a zombie no one reaps counts as gone)."""
     try:
@@ -129,7 +148,7 @@ def kvm_host() -> Iterator[Host]:
     reason = _why_not()
     if reason:
         print(f"skipping KVM tests: {reason}")
-        pytest.skip(reason)
+        unavailable(reason)
     started = _start_daemons()
     _kvm_device()
     # not under pytest's tmp: pytest keeps /tmp/pytest-of-root at 0700, and QEMU runs as

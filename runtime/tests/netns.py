@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 
 import pytest
+from strict import unavailable
 
 CLONE_NEWNET = 0x40000000
 NETNS_DIR = "/run/netns"
@@ -136,11 +137,11 @@ def netns_fixture() -> Iterator[NetNS]:
     """A fresh, empty network namespace (skips with the reason where none can be made)."""
     reason = unavailable_reason()
     if reason:
-        pytest.skip(reason)
+        unavailable(reason)
     try:
         ns = NetNS.create("fw")
     except OSError as exc:
-        pytest.skip(f"cannot create a network namespace: {exc}")
+        unavailable(f"cannot create a network namespace: {exc}")
     try:
         yield ns
     finally:

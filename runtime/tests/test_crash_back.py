@@ -19,7 +19,7 @@ from typing import Any
 import libvirt
 import pytest
 import yaml
-from kvm import POOL, URI, kvm_host  # noqa: F401
+from kvm import POOL, URI
 from sqlalchemy import select
 
 from ravada import queue
@@ -98,7 +98,7 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str,
 
 
 @pytest.fixture
-def back(kvm_host: Host, tmp_path: Path) -> Iterator[Backend_]:  # noqa: F811
+def back(kvm_host: Host, tmp_path: Path) -> Iterator[Backend_]:
     b = Backend_(tmp_path)
     yield b
     b.stop()
@@ -146,7 +146,7 @@ def assert_consistent(host: Host, db: Database, prefix: str) -> None:
 
 
 @pytest.mark.parametrize("kill_when", ["clone row appears", "request started"])
-def test_kill_during_clone_leaves_nothing_orphaned(back: Backend_, kvm_host: Host,  # noqa: F811
+def test_kill_during_clone_leaves_nothing_orphaned(back: Backend_, kvm_host: Host,
                                                    kill_when: str) -> None:
     prefix = "crash" + uuid.uuid4().hex[:6]
     base_name = prefix + "base"
@@ -197,7 +197,7 @@ def test_kill_during_clone_leaves_nothing_orphaned(back: Backend_, kvm_host: Hos
     back.stop()
 
 
-def test_open_display_on_kvm(back: Backend_, kvm_host: Host) -> None:  # noqa: F811
+def test_open_display_on_kvm(back: Backend_, kvm_host: Host) -> None:
     """The user's click on real KVM: clone + start + display password + connection info."""
     prefix = "crash" + uuid.uuid4().hex[:6]
     uid = add_user(back.db, "yan")

@@ -13,6 +13,7 @@ from netns import (  # noqa: F401 (fixtures)
     netns_fixture,
     veth_link,
 )
+from strict import unavailable
 
 from ravada.firewall import Firewall, FirewallError, Rule
 
@@ -31,7 +32,7 @@ def ipt(request: pytest.FixtureRequest, netns: NetNS) -> str:
     try:
         netns.run(binary, "-w", "-S")
     except (RuntimeError, FileNotFoundError) as exc:
-        pytest.skip(f"{binary} unusable here: {exc}")
+        unavailable(f"{binary} unusable here: {exc}")
     return binary
 
 

@@ -5,6 +5,10 @@ A request is a row in ``requests``. Writers call :func:`enqueue` and then
 backend's :class:`Waker` falls back to a short poll for writers on other hosts.
 :func:`claim` takes one request atomically: two rvd_back processes never get
 the same row, and a machine never has two requests working at once.
+
+A request that ran past its deadline is ``failed`` at once (the user is told) but keeps
+``finished_at`` empty until its worker thread really returns: until then it still holds its
+machine (:data:`HOLDS_MACHINE`), so the next request for that machine cannot run beside it.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import socket
 import time
 from typing import Any
 
-from sqlalchemy import func, text, update
+from sqlalchemy import and_, func, or_, text, update
 from sqlalchemy import select as sql_select
 from sqlalchemy.orm import Session
 
@@ -107,6 +111,10 @@ def _mark_working(session: Session, req_id: int, worker: str) -> None:
     )
 
 
+# A request holds its machine while it works, and after a timeout until its thread ends.
+HOLDS_MACHINE = or_(Request.status == WORKING,
+                    and_(Request.status == FAILED, Request.finished_at.is_(None)))
+
 # Clones only read their base: many may run side by side on one base, but never next
 # to another request for it (prepare_base, remove_base, ...).
 SHARED_COMMAND = "clone"
@@ -119,7 +127,9 @@ UPDATE requests SET status = 'working', worker = :worker, started_at = :now,
                 AND (r.machine_id IS NULL OR (
                      NOT EXISTS (
                        SELECT 1 FROM requests w
-                        WHERE w.status = 'working' AND w.machine_id = r.machine_id
+                        WHERE (w.status = 'working'
+                               OR (w.status = 'failed' AND w.finished_at IS NULL))
+                          AND w.machine_id = r.machine_id
                           AND (w.command <> :shared OR r.command <> :shared))
                      AND NOT EXISTS (
                        SELECT 1 FROM requests o
@@ -167,7 +177,7 @@ def claim(db: Database, worker: str) -> int | None:
                 s.execute(sql_select(Machine.id).where(Machine.id == machine_id)
                           .with_for_update())
                 busy = sql_select(func.count()).select_from(Request).where(
-                    Request.status == WORKING, Request.machine_id == machine_id)
+                    HOLDS_MACHINE, Request.machine_id == machine_id)
                 if command == SHARED_COMMAND:
                     busy = busy.where(Request.command != SHARED_COMMAND)
                 if s.execute(busy).scalar():
@@ -179,14 +189,26 @@ def claim(db: Database, worker: str) -> int | None:
 
 
 def finish(db: Database, req_id: int, *, result: dict[str, Any] | None = None,
-           error: str | None = None) -> None:
-    """End a working request: ``done`` with a result, or ``failed`` with the error text."""
+           error: str | None = None, still_running: bool = False) -> None:
+    """End a working request: ``done`` with a result, or ``failed`` with the error text.
+
+    ``still_running``: the request timed out while its thread still works; it is failed
+    now and keeps its machine until :func:`release` (``finished_at`` stays empty).
+    """
     with db.session() as s:
         s.execute(
             update(Request).where(Request.id == req_id, Request.status == WORKING).values(
                 status=FAILED if error is not None else DONE,
-                error=error, result=result, finished_at=utcnow())
+                error=error, result=result, finished_at=None if still_running else utcnow())
         )
+
+
+def release(db: Database, req_id: int) -> None:
+    """The thread of a timed-out request has returned: its machine is free again."""
+    with db.session() as s:
+        s.execute(update(Request).where(Request.id == req_id, Request.status == FAILED,
+                                        Request.finished_at.is_(None))
+                  .values(finished_at=utcnow()))
 
 
 def wait_for(db: Database, req_id: int, timeout: float, interval: float = 0.01) -> Request:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +28,11 @@ class Job:
     machine_id: int | None
     user_id: int | None
     timeout: int | None = None
+    deadline: float = math.inf  # time.monotonic() when the request's time is up
+
+    def remaining(self) -> float:
+        """Seconds left before the deadline (libvirt waits must not outlast it)."""
+        return max(0.0, self.deadline - time.monotonic())
 
 
 @dataclass

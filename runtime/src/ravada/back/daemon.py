@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sqlalchemy import delete
@@ -40,12 +40,16 @@ HEARTBEAT = 5.0  # seconds between backends.heartbeat_at updates
 STOP_WAIT = 30.0  # seconds SIGTERM waits for running requests
 
 
+RECOVER_EVERY = 10.0  # seconds between looks for other backends' orphaned requests
+
+
 @dataclass
 class _Running:
     job: Job
     deadline: float
     limit: int
     timed_out: bool = False
+    ended: bool = False  # the worker thread returned (guarded by Daemon._lock)
 
 
 def backend_name() -> str:
@@ -77,9 +81,12 @@ class Daemon:
         self.pool_keeper = PoolKeeper(self.ctx, config.queue.workers)
         self._stopping = threading.Event()
         self._running: dict[Future[None], _Running] = {}
+        self._by_id: dict[int, _Running] = {}
+        self._lock = threading.Lock()  # timed_out/ended of _Running: the reaper vs the thread
         self._pool = ThreadPoolExecutor(config.queue.workers, thread_name_prefix="worker")
         self.waker: queue.Waker | None = None
         self._next_beat = 0.0
+        self._next_recovery = 0.0
 
     # -- start-up ---------------------------------------------------------------------
 
@@ -133,6 +140,8 @@ class Daemon:
                         self._heartbeat()
                     except Exception:  # a DB hiccup must not stop the daemon
                         log.exception("heartbeat failed")
+                if time.monotonic() >= self._next_recovery:
+                    self._recover_others()
                 self.waker.wait(self._wait_time())
         finally:
             self._drain()
@@ -157,28 +166,63 @@ class Daemon:
                 return
             self._dispatch(req_id)
 
+    def _recover_others(self) -> None:
+        """Orphans of backends whose heartbeat stopped (even if their pid lives on)."""
+        self._next_recovery = time.monotonic() + RECOVER_EVERY
+        try:
+            counts = recover(self.ctx, self.name, starting=False)
+        except Exception:
+            log.exception("recovery of dead backends' requests failed")
+            return
+        if any(counts.values()):
+            log.warning("recovery: %(retried)d retried, %(failed)d failed, "
+                        "%(cleaned)d half-made machines removed, %(released)d machines "
+                        "released", counts)
+
     def _dispatch(self, req_id: int) -> None:
         with self.db.sessionmaker() as s:
             r = s.get(Request, req_id)
             assert r is not None
             job = Job(r.id, r.command, dict(r.args or {}), r.machine_id, r.user_id, r.timeout)
-        limit = job.timeout or self.config.queue.request_timeout
+        maximum = self.config.queue.request_timeout
+        if job.timeout is not None and not 1 <= job.timeout <= maximum:
+            self._fail(job, f"bad timeout {job.timeout} s: at most {maximum} s "
+                            "(queue.request_timeout)")
+            return
+        limit = job.timeout or maximum
+        job = replace(job, deadline=time.monotonic() + limit)
         log.info("request %d: %s %s", job.id, job.command,
                  f"machine {job.machine_id}" if job.machine_id else "")
-        future = self._pool.submit(self._execute, job)
-        self._running[future] = _Running(job, time.monotonic() + limit, limit)
+        run = _Running(job, job.deadline, limit)
+        self._by_id[job.id] = run
+        self._running[self._pool.submit(self._execute, job)] = run
 
     def _reap(self) -> None:
-        """Forget finished workers; fail the requests past their deadline."""
+        """Forget finished workers; fail the requests past their deadline.
+
+        A timed-out request is failed at once but keeps its machine until its thread
+        returns (see :func:`ravada.queue.release`): two requests of one machine never
+        overlap, even when libvirt does not give up in time.
+        """
         now = time.monotonic()
         for future, run in list(self._running.items()):
             if future.done():
                 del self._running[future]
-            elif not run.timed_out and now >= run.deadline:
+                self._by_id.pop(run.job.id, None)
+                continue
+            if run.timed_out or now < run.deadline:
+                continue
+            with self._lock:
+                if run.ended:
+                    continue
                 run.timed_out = True
-                queue.finish(self.db, run.job.id, error=f"timed out after {run.limit} s")
-                log.error("request %d (%s) timed out after %d s; its late result is discarded",
-                          run.job.id, run.job.command, run.limit)
+                try:
+                    queue.finish(self.db, run.job.id, error=f"timed out after {run.limit} s",
+                                 still_running=True)
+                except Exception:
+                    log.exception("request %d: could not record its timeout", run.job.id)
+            log.error("request %d (%s) timed out after %d s; its machine stays busy until "
+                      "the worker returns", run.job.id, run.job.command, run.limit)
 
     def _classroom(self) -> bool:
         """Fire due deadlines and top up pools; True when that queued requests."""
@@ -219,8 +263,25 @@ class Daemon:
             log.exception("request %d (%s) crashed", job.id, job.command)
             self._fail(job, f"internal error: {type(exc).__name__}: {exc}")
         finally:
+            self._ended(job)
             if self.waker is not None and not self._stopping.is_set():
                 self.waker.interrupt()
+
+    def _ended(self, job: Job) -> None:
+        """The worker returned: free the machine of a request that had timed out."""
+        run = self._by_id.get(job.id)
+        if run is None:
+            return
+        with self._lock:
+            run.ended = True
+            if not run.timed_out:
+                return
+        try:
+            queue.release(self.db, job.id)
+            log.info("request %d: the timed-out worker returned; machine %s is free",
+                     job.id, job.machine_id)
+        except Exception:
+            log.exception("request %d: could not release its machine", job.id)
 
     def _fail(self, job: Job, error: str) -> None:
         log.warning("request %d: %s failed: %s", job.id, job.command, error)

@@ -342,15 +342,28 @@ def open_display(ctx: Context, job: Job) -> Result:
     return open_display_for(ctx, _load(ctx, job).id, client_ip)
 
 
+# What a shutdown keeps of its deadline for the power-off and the bookkeeping after the
+# ACPI wait (at least FORCE_MARGIN s, else this share of the time left): the request ends,
+# forced, before its timeout instead of outliving it.
+FORCE_MARGIN = 2.0
+FORCE_SHARE = 0.4
+
+
 def shutdown(ctx: Context, job: Job) -> Result:
-    timeout = int_arg(job.args, "timeout", 1, 3600, ctx.config.queue.shutdown_timeout)
+    """ACPI shutdown, powered off when the guest ignores it; all within the deadline."""
+    maximum = ctx.config.queue.request_timeout
+    default = min(ctx.config.queue.shutdown_timeout, maximum)
+    timeout = int_arg(job.args, "timeout", 1, maximum, default)
     assert timeout is not None
     machine = _load(ctx, job)
     guest = _guest(ctx, machine)
     forced = False
-    if guest.state() in ("running", "paused") and not guest.shutdown(timeout):
-        guest.force_shutdown()
-        forced = True
+    if guest.state() in ("running", "paused"):
+        left = job.remaining()
+        wait = min(float(timeout), max(0.0, left - max(FORCE_MARGIN, left * FORCE_SHARE)))
+        if not guest.shutdown(wait):
+            guest.force_shutdown()
+            forced = True
     return {"state": _record(ctx, machine.id, guest), "forced": forced}
 
 
@@ -377,10 +390,12 @@ def reboot(ctx: Context, job: Job) -> Result:
 
 
 def hibernate(ctx: Context, job: Job) -> Result:
+    """Managed save, aborted (and the machine left running) when the deadline comes."""
     if _load(ctx, job).volatile:
         raise RequestError("a volatile desktop cannot hibernate: shut it down instead "
                            "(its changes are discarded)")
-    return _power(ctx, job, Guest.hibernate, running="hibernate")
+    return _power(ctx, job, lambda g: g.hibernate(timeout=job.remaining()),
+                  running="hibernate")
 
 
 def resume(ctx: Context, job: Job) -> Result:

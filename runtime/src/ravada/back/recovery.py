@@ -1,7 +1,9 @@
-"""End the requests a killed backend left ``working`` (run once at start-up).
+"""End the requests a dead backend left ``working`` (at start-up, then every few seconds).
 
-Commands that are safe to repeat go back to ``requested`` (up to MAX_ATTEMPTS);
-the others fail with "interrupted" after what they half-made is removed.
+A backend is dead when its heartbeat is stale or missing, whatever its pid: pids are reused
+(after a reboot another process may well have the old pid). Commands that are safe to repeat
+go back to ``requested`` (up to MAX_ATTEMPTS); the others fail with "interrupted" after what
+they half-made is removed. Timed-out requests of a dead backend free their machine.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from ravada.back.context import Context
 from ravada.back.handlers import RETRYABLE
 from ravada.back.machines import discard
 from ravada.db import Backend, Machine, Request, utcnow
-from ravada.queue import FAILED, REQUESTED, WORKING
+from ravada.queue import FAILED, REQUESTED, WORKING, release
 
 log = logging.getLogger(__name__)
 
@@ -35,19 +37,25 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def is_dead(worker: str | None, heartbeats: dict[str, object], me: str) -> bool:
+def is_dead(worker: str | None, heartbeats: dict[str, object], me: str,
+            starting: bool = True) -> bool:
     """True when the backend ``worker`` (``host:pid``) is gone.
 
-    ``me`` itself counts as gone: recovery runs before this process claims anything,
-    so a request under our name is from an earlier process that had our pid.
+    The heartbeat decides: none, or older than STALE_AFTER, is dead even when a process
+    with that pid exists (pids are reused after a reboot). A fresh heartbeat from a pid
+    of this host that no longer runs is dead too. At start-up (``starting``) ``me`` counts
+    as gone: recovery runs before this process claims anything, so a request under our
+    name is from an earlier process that had our pid.
     """
-    if not worker or worker == me:
+    if not worker:
+        return True
+    if worker == me:
+        return starting
+    beat = heartbeats.get(worker)
+    if beat is None or beat < utcnow() - STALE_AFTER:  # type: ignore[operator]
         return True
     hostname, _, pid = worker.rpartition(":")
-    if hostname == socket.gethostname() and pid.isdigit():
-        return not _pid_alive(int(pid))
-    beat = heartbeats.get(worker)
-    return beat is None or beat < utcnow() - STALE_AFTER  # type: ignore[operator]
+    return hostname == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid))
 
 
 def _half_made(ctx: Context, req: Request) -> list[tuple[int | None, str]]:
@@ -67,14 +75,20 @@ def _half_made(ctx: Context, req: Request) -> list[tuple[int | None, str]]:
     return list(found.items())
 
 
-def recover(ctx: Context, me: str) -> dict[str, int]:
+def recover(ctx: Context, me: str, starting: bool = True) -> dict[str, int]:
     """Retry or fail every orphaned ``working`` request; returns counts."""
-    counts = {"retried": 0, "failed": 0, "cleaned": 0}
-    with ctx.db.session() as s:
+    counts = {"retried": 0, "failed": 0, "cleaned": 0, "released": 0}
+    with ctx.db.sessionmaker() as s:
         beats = {b.name: b.heartbeat_at for b in s.scalars(select(Backend))}
         orphans = [r for r in s.scalars(select(Request).where(Request.status == WORKING))
-                   if is_dead(r.worker, beats, me)]
+                   if is_dead(r.worker, beats, me, starting)]
+        held = [r.id for r in s.scalars(select(Request).where(
+                    Request.status == FAILED, Request.finished_at.is_(None)))
+                if is_dead(r.worker, beats, me, starting)]
         s.expunge_all()
+    for req_id in held:  # timed out, and their thread died with its backend
+        release(ctx.db, req_id)
+        counts["released"] += 1
     for req in orphans:
         if req.command in RETRYABLE and req.attempts < MAX_ATTEMPTS:
             values = {"status": REQUESTED, "worker": None, "started_at": None}
@@ -93,7 +107,8 @@ def recover(ctx: Context, me: str) -> dict[str, int]:
             counts["failed"] += 1
             log.warning("request %d (%s) was interrupted: failed", req.id, req.command)
         with ctx.db.session() as s:
-            s.execute(update(Request).where(Request.id == req.id, Request.status == WORKING)
+            s.execute(update(Request).where(Request.id == req.id, Request.status == WORKING,
+                                            Request.worker == req.worker)
                       .values(**values))
     return counts
 

@@ -258,7 +258,7 @@ def _action_view(action: str) -> Any:
         data = _body()
         timeout = None
         if action == "shutdown" and "timeout" in data:
-            timeout = validate.integer(data["timeout"], "timeout", lo=1, hi=3600)
+            timeout = validate.timeout(data["timeout"], front().config.queue.request_timeout)
         req_id = machines.machine_action(front(), web.current(), machine_id, action,
                                          web.client_ip(), timeout)
         return _request_reply(req_id, _wait())

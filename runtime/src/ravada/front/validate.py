@@ -61,6 +61,15 @@ def machine_name(value: Any) -> str:
                 hint="letters, digits and _ . - only, starting with a letter or digit")
 
 
+def timeout(value: Any, maximum: int) -> int:
+    """A request's ``timeout`` in seconds: at most the configured ``queue.request_timeout``."""
+    seconds = integer(value, "timeout", lo=1, hi=2**31)
+    if seconds > maximum:
+        raise BadInput(f"timeout: at most {maximum} s (the configured maximum, "
+                       "queue.request_timeout)")
+    return seconds
+
+
 def wait_seconds(value: Any, *, default: float = 0.0, maximum: float = 30.0) -> float:
     """The ``?wait=N`` long-poll parameter: 0..``maximum`` seconds."""
     if value is None or value == "":

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import io
 import logging
+import math
+import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -158,9 +160,40 @@ class Guest:
 
         self._run("reboot", run)
 
-    def hibernate(self) -> None:
-        """Save the running domain's memory to a managed save and stop it."""
-        self._run("hibernate", lambda d: d.managedSave(0))
+    def hibernate(self, timeout: float = math.inf) -> None:
+        """Save the running domain's memory to a managed save and stop it.
+
+        ``managedSave`` blocks until QEMU has written all the memory; past ``timeout``
+        seconds the save job is aborted (``abortJob``), the domain keeps running and a
+        VirtError says so: a request's deadline ends the wait instead of pinning a worker.
+        """
+
+        def run(dom: libvirt.virDomain) -> None:
+            aborted = threading.Event()
+
+            def abort() -> None:
+                aborted.set()
+                try:
+                    dom.abortJob()
+                except libvirt.libvirtError as err:  # the save ended just now
+                    log.debug("abort managed save of %s: %s", self.name, err)
+
+            timer = threading.Timer(timeout, abort) if math.isfinite(timeout) else None
+            if timer is not None:
+                timer.daemon = True
+                timer.start()
+            try:
+                dom.managedSave(0)
+            except libvirt.libvirtError:
+                if aborted.is_set():
+                    raise VirtError(f"hibernate {self.name}: not done within {timeout:.0f} s; "
+                                    "aborted, the machine keeps running") from None
+                raise
+            finally:
+                if timer is not None:
+                    timer.cancel()
+
+        self._run("hibernate", run)
         self.host.note_state(self.name, "hibernated")
 
     def has_managed_save(self) -> bool:

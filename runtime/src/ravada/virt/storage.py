@@ -138,16 +138,23 @@ class Storage:
             root = ET.fromstring(pool.XMLDesc(0))
             target_dir = root.findtext("target/path") or ""
             new_path = os.path.join(target_dir, new_name)
-            if self._lookup(conn, new_path) is not None or os.path.lexists(new_path):
-                raise VirtError(f"base image {new_path} exists already")
-            if root.get("type") in LOCAL_POOL_TYPES and os.path.isfile(disk_path) \
-                    and _is_local(conn):
-                os.rename(disk_path, new_path)
+            local = root.get("type") in LOCAL_POOL_TYPES and _is_local(conn)
+            old = self._lookup(conn, new_path)
+            if old is not None or os.path.lexists(new_path):
+                if old is None or _backing(vol) != new_path:
+                    raise VirtError(f"base image {new_path} exists already")
+                # The machine was a base before (remove_base left it an overlay on its
+                # former base image): the overlay, flattened, becomes the new base image.
+                overlay, vol = vol, _copy(pool, vol, f"{name}.base-new.qcow2")
+                overlay.delete(0)
+                old.delete(0)
+            source = vol.path()
+            if local and os.path.isfile(source):
+                os.rename(source, new_path)
                 os.chmod(new_path, 0o444)
                 pool.refresh(0)
                 return new_path
-            capacity = vol.info()[1]
-            new = pool.createXMLFrom(_volume_xml(new_name, capacity, mode="0444"), vol, 0)
+            new = _copy(pool, vol, new_name)
             vol.delete(0)
             return new.path()
 
@@ -172,6 +179,18 @@ class Storage:
         """True when a pool has a volume at ``path``."""
         return self._call(f"look up volume {path}",
                           lambda conn: self._lookup(conn, path, self._pool(conn)) is not None)
+
+
+def _backing(vol: libvirt.virStorageVol) -> str | None:
+    """The path of a volume's backing image, or None."""
+    return ET.fromstring(vol.XMLDesc(0)).findtext("backingStore/path")
+
+
+def _copy(pool: libvirt.virStoragePool, vol: libvirt.virStorageVol,
+          new_name: str) -> libvirt.virStorageVol:
+    """A read-only copy of ``vol`` named ``new_name`` (its backing chain flattened)."""
+    capacity = vol.info()[1]
+    return pool.createXMLFrom(_volume_xml(new_name, capacity, mode="0444"), vol, 0)
 
 
 def _is_local(conn: libvirt.virConnect) -> bool:
