@@ -81,7 +81,8 @@ class StubBackend:
                     try:
                         self._handle(rid)
                     except Exception as exc:  # as rvd_back: the request fails, the loop goes on
-                        queue.finish(self.db, rid, error=f"stub: {type(exc).__name__}: {exc}")
+                        queue.finish(self.db, rid, error=f"stub: {type(exc).__name__}: {exc}",
+                                     wake=self.cfg.queue.socket)
             self.waker.wait(0.05)
 
     def _info(self, m: Machine) -> dict[str, Any]:
@@ -101,7 +102,7 @@ class StubBackend:
             r = s.get(Request, rid)
             command, args, mid = r.command, dict(r.args or {}), r.machine_id
         if command in self.fail:
-            queue.finish(self.db, rid, error=self.fail[command])
+            queue.finish(self.db, rid, error=self.fail[command], wake=self.cfg.queue.socket)
             return
         result: dict[str, Any] = {}
         with write_session(self.db) as s:
@@ -148,7 +149,7 @@ class StubBackend:
                 path = self.shots / f"{m.id}.png"
                 path.write_bytes(tiny_png())
                 result = {"path": str(path)}
-        queue.finish(self.db, rid, result=result)
+        queue.finish(self.db, rid, result=result, wake=self.cfg.queue.socket)
 
 
 def make_config(tmp_path: Path, url: str, **front: Any) -> rconfig.Config:

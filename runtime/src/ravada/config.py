@@ -71,6 +71,7 @@ class FrontConfig:
     session_idle_minutes: int = 30
     iso_dir: str = "/var/lib/ravada/isos"
     novnc_dir: str = "/usr/share/novnc"
+    max_waits_per_user: int = 4  # long-polls one user may hold at once (per front process)
 
 
 @dataclass
@@ -156,6 +157,8 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("display.password_lifetime: must be at least 5 seconds")
     if cfg.queue.workers < 1:
         raise ConfigError("queue.workers: must be at least 1")
+    if cfg.front.max_waits_per_user < 1:
+        raise ConfigError("front.max_waits_per_user: must be at least 1")
     if cfg.queue.fallback_poll <= 0:
         raise ConfigError("queue.fallback_poll: must be a positive number of seconds")
     for key, listen in (("front.listen", cfg.front.listen), ("console.listen", cfg.console.listen)):

@@ -24,6 +24,7 @@ from sqlalchemy import and_, func, or_, text, update
 from sqlalchemy import select as sql_select
 from sqlalchemy.orm import Session
 
+from ravada import waiters
 from ravada.db import Database, Machine, Request, utcnow
 
 REQUESTED, WORKING, DONE, FAILED = "requested", "working", "done", "failed"
@@ -189,11 +190,14 @@ def claim(db: Database, worker: str) -> int | None:
 
 
 def finish(db: Database, req_id: int, *, result: dict[str, Any] | None = None,
-           error: str | None = None, still_running: bool = False) -> None:
+           error: str | None = None, still_running: bool = False,
+           wake: str | None = None) -> None:
     """End a working request: ``done`` with a result, or ``failed`` with the error text.
 
     ``still_running``: the request timed out while its thread still works; it is failed
     now and keeps its machine until :func:`release` (``finished_at`` stays empty).
+    ``wake``: the queue socket path; the front processes waiting on it are told at once
+    (:mod:`ravada.waiters`).
     """
     with db.session() as s:
         s.execute(
@@ -201,6 +205,8 @@ def finish(db: Database, req_id: int, *, result: dict[str, Any] | None = None,
                 status=FAILED if error is not None else DONE,
                 error=error, result=result, finished_at=None if still_running else utcnow())
         )
+    if wake:
+        waiters.announce(wake, [req_id])
 
 
 def release(db: Database, req_id: int) -> None:
@@ -211,14 +217,30 @@ def release(db: Database, req_id: int) -> None:
                   .values(finished_at=utcnow()))
 
 
-def wait_for(db: Database, req_id: int, timeout: float, interval: float = 0.01) -> Request:
-    """Wait until a request is done or failed (or ``timeout``); return the row."""
+def wait_for(db: Database, req_id: int, timeout: float, interval: float = 0.01,
+             wake: str | None = None) -> Request:
+    """Wait until a request is done or failed (or ``timeout``); return the row.
+
+    With ``wake`` (the queue socket path) the wait sleeps until the finisher announces the
+    end (re-reading the row every :data:`ravada.waiters.FALLBACK` s in case it does not);
+    without, it re-reads the row every ``interval`` s (tests, tools).
+    """
     deadline = time.monotonic() + timeout
-    while True:
-        with db.sessionmaker() as s:
-            req = s.get(Request, req_id)
-            if req is None:
-                raise LookupError(f"no request {req_id}")
-            if req.status in FINAL or time.monotonic() >= deadline:
-                return req
-        time.sleep(interval)
+    listener = waiters.listener(wake) if wake else None
+    watch = listener.watch(req_id) if listener else contextlib.nullcontext(None)
+    with watch as event:
+        while True:
+            with db.sessionmaker() as s:
+                req = s.get(Request, req_id)
+                if req is None:
+                    raise LookupError(f"no request {req_id}")
+                if req.status in FINAL:
+                    return req
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return req
+            if event is None:
+                time.sleep(min(interval, left))
+            else:
+                event.wait(min(waiters.FALLBACK, left))
+                event.clear()

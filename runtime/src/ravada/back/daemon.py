@@ -218,7 +218,7 @@ class Daemon:
                 run.timed_out = True
                 try:
                     queue.finish(self.db, run.job.id, error=f"timed out after {run.limit} s",
-                                 still_running=True)
+                                 still_running=True, wake=self.config.queue.socket)
                 except Exception:
                     log.exception("request %d: could not record its timeout", run.job.id)
             log.error("request %d (%s) timed out after %d s; its machine stays busy until "
@@ -255,7 +255,7 @@ class Daemon:
                 known = ", ".join(sorted(self.handlers))
                 raise RequestError(f"unknown command {job.command!r} (known: {known})")
             result = handler(self.ctx, job) or {}
-            queue.finish(self.db, job.id, result=result)
+            queue.finish(self.db, job.id, result=result, wake=self.config.queue.socket)
             log.info("request %d: %s done", job.id, job.command)
         except (RequestError, VirtError, FirewallError) as exc:
             self._fail(job, str(exc))
@@ -286,7 +286,7 @@ class Daemon:
     def _fail(self, job: Job, error: str) -> None:
         log.warning("request %d: %s failed: %s", job.id, job.command, error)
         try:
-            queue.finish(self.db, job.id, error=error)
+            queue.finish(self.db, job.id, error=error, wake=self.config.queue.socket)
         except Exception:
             log.exception("request %d: could not record the failure", job.id)
 

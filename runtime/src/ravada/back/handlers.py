@@ -25,8 +25,8 @@ from ravada.back.errors import RequestError
 from ravada.back.machines import (
     check_name,
     clone_name,
-    close_access,
     discard,
+    forget_access,
     get_machine,
     own_volumes,
 )
@@ -65,17 +65,24 @@ def _guest(ctx: Context, machine: Machine) -> Guest:
 
 
 def _record(ctx: Context, machine_id: int, guest: Guest) -> str:
-    """Write the guest's state (and display, or closed access) to the row; return state."""
+    """Write the guest's state (and display, or closed access) to the row; return state.
+
+    Read libvirt, act on iptables, then write: no libvirt or iptables call inside the
+    write transaction (it would hold the database's write lock for as long as they take).
+    """
     state = guest.state()
+    display = guest.display() if state == "running" else None
+    if state not in ("running", "paused"):
+        ctx.firewall.close(guest.name)
     with ctx.db.session() as s:
         machine = s.get(Machine, machine_id)
         if machine is None:
             return state
         before, machine.state = machine.state, state
         if state == "running":
-            machine.display = guest.display()
+            machine.display = display
         elif state != "paused":
-            close_access(ctx, s, machine)
+            forget_access(s, machine)
         timers.on_state(s, machine, before)  # deadlines now; a volatile's removal: events
     return state
 
@@ -86,12 +93,6 @@ def _need_running(guest: Guest, what: str) -> None:
         raise RequestError(f"cannot {what} {guest.name!r}: it is {state}, not running")
 
 
-def _progress(ctx: Context, job: Job, **partial: Any) -> None:
-    """Note what a create/clone has made so far (read by recovery after a crash)."""
-    with ctx.db.session() as s:
-        s.execute(update(Request).where(Request.id == job.id).values(result=partial))
-
-
 def _new_machine(ctx: Context, job: Job, **fields: Any) -> int:
     """Insert the row in state ``creating``; a taken name is a clear error."""
     try:
@@ -100,9 +101,11 @@ def _new_machine(ctx: Context, job: Job, **fields: Any) -> int:
             s.add(machine)
             s.flush()
             machine_id = machine.id
+            # in the same transaction: a kill right after it still leaves recovery the id
+            s.execute(update(Request).where(Request.id == job.id)
+                      .values(result={"machine_id": machine_id}))
     except IntegrityError:
         raise RequestError(f"a machine named {fields['name']!r} already exists") from None
-    _progress(ctx, job, machine_id=machine_id)
     return machine_id
 
 
@@ -120,9 +123,10 @@ def _define_new(ctx: Context, name: str, machine_id: int, make_disks: Callable[[
     """Make the disks and the domain of a new machine row; on any failure remove all of it."""
     try:
         guest = ctx.host.define(_xml(ctx, name, memory_mb, vcpus, make_disks(), iso))
+        state = guest.state()
         with ctx.db.session() as s:
             s.execute(update(Machine).where(Machine.id == machine_id)
-                      .values(domain_uuid=guest.uuid, state=guest.state()))
+                      .values(domain_uuid=guest.uuid, state=state))
     except BaseException:
         discard(ctx, name, machine_id)
         raise

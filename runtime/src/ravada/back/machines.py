@@ -66,9 +66,12 @@ def own_volumes(ctx: Context, name: str) -> list[str]:
     return [p for p in found if p]
 
 
-def close_access(ctx: Context, s: Session, machine: Machine) -> None:
-    """Close the machine's display ports: iptables rules, their rows, Machine.display."""
-    ctx.firewall.close(machine.name)
+def forget_access(s: Session, machine: Machine) -> None:
+    """The database side of closing a display: firewall rows, Machine.display.
+
+    The iptables side (``ctx.firewall.close``) runs BEFORE the write session: no libvirt
+    or iptables call happens while a database write transaction is open.
+    """
     s.execute(delete(FirewallRule).where(FirewallRule.machine_id == machine.id))
     machine.display = None
 

@@ -11,7 +11,7 @@ from sqlalchemy import delete, select
 from ravada import queue
 from ravada.back import timers
 from ravada.back.context import Context
-from ravada.back.machines import close_access
+from ravada.back.machines import forget_access
 from ravada.db import FirewallRule, Machine
 from ravada.firewall import Rule
 from ravada.virt import GuestNotFound
@@ -22,41 +22,62 @@ log = logging.getLogger(__name__)
 BUSY = ("creating", "removing")
 
 
-def _apply(ctx: Context, machine: Machine, state: str, s: Any,
+def _observe(ctx: Context, name: str, state: str) -> tuple[str, dict[str, Any] | None]:
+    """libvirt and iptables first: the display of a running guest, closed ports otherwise."""
+    display = None
+    if state == "running":
+        try:
+            display = ctx.host.guest(name).display()
+        except GuestNotFound:
+            state = "unknown"
+    if state not in ("running", "paused"):
+        ctx.firewall.close(name)
+    return state, display
+
+
+def _write(s: Any, machine: Machine, state: str, display: dict[str, Any] | None,
            remove: list[int] | None = None) -> bool:
-    """Set one row to ``state`` (display read live when running); True if it changed.
+    """Then the row (in the write session); True if it changed.
 
     A volatile clone that stopped is added to ``remove``.
     """
     before = (machine.state, machine.display)
     machine.state = state
     if state == "running":
-        try:
-            machine.display = ctx.host.guest(machine.name).display()
-        except GuestNotFound:
-            machine.state = "unknown"
-    if machine.state not in ("running", "paused"):
-        close_access(ctx, s, machine)
+        machine.display = display
+    elif state != "paused":
+        forget_access(s, machine)
     if timers.on_state(s, machine, before[0]) and remove is not None:
         remove.append(machine.id)
     return before != (machine.state, machine.display)
 
 
 def sync_all(ctx: Context) -> dict[str, int]:
-    """Every machine's state and display from libvirt; returns counts."""
+    """Every machine's state and display from libvirt; returns counts.
+
+    Read the rows, ask libvirt (and close the ports of stopped machines), then write in one
+    short transaction; a row a request took meanwhile (``BUSY``) is left alone.
+    """
     guests = ctx.host.list_guests()
     counts = {"machines": 0, "changed": 0, "missing": 0}
     remove: list[int] = []
-    with ctx.db.session() as s:
-        for machine in s.scalars(select(Machine)):
-            counts["machines"] += 1
-            if machine.state in BUSY:
-                continue
-            state = guests.get(machine.name)
-            if state is None:
-                counts["missing"] += 1
-                state = "unknown"
-            counts["changed"] += _apply(ctx, machine, state, s, remove)
+    with ctx.db.sessionmaker() as s:
+        rows = [(m.id, m.name, m.state) for m in s.scalars(select(Machine))]
+    seen: dict[int, tuple[str, dict[str, Any] | None]] = {}
+    for machine_id, name, state in rows:
+        counts["machines"] += 1
+        if state in BUSY:
+            continue
+        live = guests.get(name)
+        if live is None:
+            counts["missing"] += 1
+            live = "unknown"
+        seen[machine_id] = _observe(ctx, name, live)
+    if seen:
+        with ctx.db.session() as s:
+            for machine in s.scalars(select(Machine).where(Machine.id.in_(list(seen)))):
+                if machine.state not in BUSY:
+                    counts["changed"] += _write(s, machine, *seen[machine.id], remove)
     for machine_id in remove:
         timers.request_removal(ctx, machine_id)
     log.info("refresh: %(machines)d machines, %(changed)d changed, %(missing)d missing", counts)
@@ -106,11 +127,17 @@ class EventSink:
             return
         remove: list[int] = []
         try:
-            with ctx.db.session() as s:
+            with ctx.db.sessionmaker() as s:
                 machine = s.scalar(select(Machine).where(Machine.name == name))
                 if machine is None or machine.state in BUSY:
                     return
-                if _apply(ctx, machine, state, s, remove):
+                machine_id = machine.id
+            state, display = _observe(ctx, name, state)  # libvirt/iptables before the write
+            with ctx.db.session() as s:
+                machine = s.get(Machine, machine_id)
+                if machine is None or machine.state in BUSY:
+                    return
+                if _write(s, machine, state, display, remove):
                     log.info("machine %s is %s", name, machine.state)
             for machine_id in remove:
                 timers.request_removal(ctx, machine_id)

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, aliased
 
 from ravada import queue
 from ravada.db import Machine, Request, User
-from ravada.front import validate
+from ravada.front import display_requests, validate, waits
 from ravada.front.dbutil import write_session
 from ravada.front.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
 from ravada.front.state import FrontState, Viewer, iso_time
@@ -210,7 +210,7 @@ def get_request(fs: FrontState, viewer: Viewer, req_id: int, wait: float = 0.0) 
             raise NotFound(f"no request {req_id}")
         if r.status in queue.FINAL or wait <= 0:
             return r
-    return queue.wait_for(fs.db, req_id, wait)
+    return waits.wait_for(fs, viewer, req_id, wait)
 
 
 def list_requests(s: Session, viewer: Viewer, *, status: str | None = None,
@@ -248,6 +248,8 @@ def start_base(fs: FrontState, viewer: Viewer, base_id: int, client_ip: str) -> 
             if clone.state in ("creating", "removing", "failed"):
                 raise Conflict(f"your desktop {clone.name} is {clone.state}")
             command = {"running": "open_display", "paused": "resume"}.get(clone.state, "start")
+            if command == "open_display":
+                display_requests.refuse_if_stopping(s, clone.id, clone.name)
             pending = _pending(s, command, clone.id, viewer.id)
             if pending:
                 return {"request_id": pending.id, "command": command, "machine_id": clone.id}
@@ -351,9 +353,12 @@ def open_display(fs: FrontState, viewer: Viewer, machine_id: int, client_ip: str
         m = visible_machine(s, viewer, machine_id)
         if m.state not in DISPLAY_STATES:
             raise Conflict(f"{m.name} is {m.state}; start it first", extra={"state": m.state})
-    rid = submit(fs, "open_display", {"client_ip": client_ip}, machine_id=machine_id,
-                 user_id=viewer.id)
-    req = queue.wait_for(fs.db, rid, wait)
+        display_requests.refuse_if_stopping(s, m.id, m.name)
+        rid = display_requests.reusable(s, m.id, viewer.id, client_ip)
+    if rid is None:
+        rid = submit(fs, "open_display", {"client_ip": client_ip}, machine_id=machine_id,
+                     user_id=viewer.id)
+    req = waits.wait_for(fs, viewer, rid, wait)
     if req.status == queue.FAILED:
         raise Conflict(f"the display could not be opened: {req.error}", extra={"request_id": rid})
     info = display_from_result(req.result, browser_host) if req.status == queue.DONE else None
