@@ -73,3 +73,22 @@ def test_shutdown_of_a_guest_ignoring_acpi_ends_within_its_deadline(
     assert queue.wait_for(daemon.db, start, 20).status == "done"
     assert kvm_host.guest(name).state() == "running"
     kvm_host.guest(name).force_shutdown()
+
+
+def test_managed_save_past_its_deadline_is_aborted(kvm_host: Host,
+                                                   kvm_cleanup: Cleanup) -> None:
+    """hibernate(timeout) aborts QEMU's save job at the deadline: the call returns at once
+    with a clear error and the guest keeps running (then hibernates fine with time)."""
+    from ravada.virt import VirtError
+
+    name = kvm_cleanup.guest("kvmhb-" + uuid.uuid4().hex[:8])
+    disk = kvm_cleanup.path(kvm_host.storage.create_disk(name, 1))
+    guest = kvm_host.define(render_domain(name, 512, 1, [disk], IPXE, "127.0.0.1", "kvm"))
+    guest.start()
+    t0 = time.monotonic()
+    with pytest.raises(VirtError, match="aborted, the machine keeps running"):
+        guest.hibernate(timeout=0.001)
+    assert time.monotonic() - t0 < 5
+    assert guest.state() == "running" and not guest.has_managed_save()
+    guest.hibernate(timeout=60)
+    assert guest.state() == "hibernated"

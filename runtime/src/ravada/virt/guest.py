@@ -169,14 +169,17 @@ class Guest:
         """
 
         def run(dom: libvirt.virDomain) -> None:
-            aborted = threading.Event()
+            aborted, returned = threading.Event(), threading.Event()
 
             def abort() -> None:
                 aborted.set()
-                try:
-                    dom.abortJob()
-                except libvirt.libvirtError as err:  # the save ended just now
-                    log.debug("abort managed save of %s: %s", self.name, err)
+                while not returned.is_set():  # the job may not have started yet
+                    try:
+                        dom.abortJob()
+                        return
+                    except libvirt.libvirtError as err:
+                        log.debug("abort managed save of %s: %s", self.name, err)
+                    returned.wait(0.05)
 
             timer = threading.Timer(timeout, abort) if math.isfinite(timeout) else None
             if timer is not None:
@@ -190,6 +193,7 @@ class Guest:
                                     "aborted, the machine keeps running") from None
                 raise
             finally:
+                returned.set()
                 if timer is not None:
                     timer.cancel()
 
