@@ -149,7 +149,7 @@ SCHEMAS: dict[str, Any] = {
 _ERRORS = {
     "400": "Bad input", "401": "Not authenticated", "403": "Not allowed",
     "404": "Not found (or not yours)", "409": "Conflict with the machine's state",
-    "422": "Invalid value", "429": "Too many failed logins",
+    "422": "Invalid value", "429": "Too many failed logins, or too many waits at once",
 }
 
 
