@@ -88,8 +88,9 @@ class Waker:
         for fd in ready:
             if fd is self.sock:
                 with contextlib.suppress(BlockingIOError):
-                    while self.sock.recv(64):
-                        pass
+                    while data := self.sock.recv(64):
+                        if data == waiters.HELLO:
+                            waiters.forget_peers()
             else:
                 os.read(self._r, 64)
         return bool(ready)

@@ -99,6 +99,7 @@ def listener(socket_path: str) -> Listener | None:
             try:
                 current = _listeners[socket_path] = Listener(socket_path)
                 _peers.clear()  # an announcer in this process sees the new socket at once
+                _hello(socket_path)
             except OSError as exc:
                 log.warning("no wake-up socket for long-polls (%s); polling instead", exc)
                 return None
@@ -106,6 +107,18 @@ def listener(socket_path: str) -> Listener | None:
 
 
 _peers: dict[str, tuple[float, list[str]]] = {}
+HELLO = b"w"  # to the queue socket: "a new waiter socket exists" (rvd_back scans again)
+
+
+def _hello(socket_path: str) -> None:
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.setblocking(False)
+        s.sendto(HELLO, socket_path)
+
+
+def forget_peers() -> None:
+    """Scan /proc/net/unix again at the next announce (a front process started waiting)."""
+    _peers.clear()
 
 
 def _scan(prefix: str) -> list[str]:
