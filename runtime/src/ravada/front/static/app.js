@@ -27,6 +27,10 @@ const LABELS = { requested: "Queued…", working: "Working…", done: "Ready", f
 async function follow(requestId, progress, started = performance.now()) {
   for (;;) {
     const { status, data } = await api("GET", `/api/v1/requests/${requestId}?wait=10`);
+    if (status === 429) {  // this user already waits on as many requests as allowed
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      continue;
+    }
     if (status !== 200) throw new Error(data.detail || `HTTP ${status}`);
     const secs = ((performance.now() - started) / 1000).toFixed(1);
     say(progress, `${data.command}: ${LABELS[data.status] || data.status} (${secs} s)`);
