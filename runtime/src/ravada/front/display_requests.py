@@ -4,8 +4,9 @@
   409 "shutting down": its display request would only queue behind the stop.
 - Reloading the display page (or the API call) does not queue one ``open_display`` per view:
   a pending one of the same viewer, machine and address is followed again, and one that
-  ended in the last :data:`REUSE_SECONDS` is reused (same password, same opening), as long
-  as nothing that changes the machine was requested since.
+  ended in the last :data:`REUSE_SECONDS` (a third of the password's lifetime at most) is
+  reused (same password, same opening), as long as nothing that changes the machine was
+  requested since.
 """
 
 from __future__ import annotations
@@ -38,8 +39,13 @@ def refuse_if_stopping(s: Session, machine_id: int, name: str) -> None:
                        "again", extra={"state": STOPPING[stop].replace(" ", "_")})
 
 
-def reusable(s: Session, machine_id: int, user_id: int, client_ip: str) -> int | None:
-    """The id of an ``open_display`` this view may follow instead of queueing a new one."""
+def reusable(s: Session, machine_id: int, user_id: int, client_ip: str,
+             password_lifetime: int) -> int | None:
+    """The id of an ``open_display`` this view may follow instead of queueing a new one.
+
+    A finished one is reused only while most of its password's life is left.
+    """
+    window = min(REUSE_SECONDS, password_lifetime / 3)
     last = s.scalar(select(Request).where(
         Request.machine_id == machine_id, Request.command == "open_display",
         Request.user_id == user_id).order_by(Request.id.desc()).limit(1))
@@ -49,7 +55,7 @@ def reusable(s: Session, machine_id: int, user_id: int, client_ip: str) -> int |
         return None
     if last.status == queue.DONE and (
             last.finished_at is None
-            or last.finished_at < utcnow() - timedelta(seconds=REUSE_SECONDS)):
+            or last.finished_at < utcnow() - timedelta(seconds=window)):
         return None
     changed = s.scalar(select(Request.id).where(
         Request.machine_id == machine_id, Request.id > last.id,

@@ -354,7 +354,8 @@ def open_display(fs: FrontState, viewer: Viewer, machine_id: int, client_ip: str
         if m.state not in DISPLAY_STATES:
             raise Conflict(f"{m.name} is {m.state}; start it first", extra={"state": m.state})
         display_requests.refuse_if_stopping(s, m.id, m.name)
-        rid = display_requests.reusable(s, m.id, viewer.id, client_ip)
+        rid = display_requests.reusable(s, m.id, viewer.id, client_ip,
+                                        fs.config.display.password_lifetime)
     if rid is None:
         rid = submit(fs, "open_display", {"client_ip": client_ip}, machine_id=machine_id,
                      user_id=viewer.id)
