@@ -28,7 +28,7 @@ from pathlib import Path
 
 import libvirt
 import pytest
-from strict import unavailable
+from strict import strict, unavailable
 
 from ravada.virt import GuestNotFound, Host, VirtError
 
@@ -109,6 +109,12 @@ def restart_libvirtd(host: Host) -> None:
     if shutil.which("systemctl") and subprocess.run(
             ["systemctl", "is-active", "--quiet", "libvirtd.service"]).returncode == 0:
         subprocess.run(["systemctl", "restart", "libvirtd.service"], check=True, timeout=60)
+        return
+    if strict() and _pid(dict(DAEMONS)["libvirtd"]):
+        # CI (strict): the test must run; a libvirtd left by an earlier run is restarted
+        # the same way (its pid file), KVM tests run one at a time anyway.
+        stop_daemon("libvirtd")
+        start_daemon("libvirtd", "/run/libvirtd.pid")
         return
     unavailable("libvirtd runs, but neither the tests nor systemd started it: "
                 "not restarting someone else's")
