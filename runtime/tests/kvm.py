@@ -148,9 +148,17 @@ def _define_pool(conn: libvirt.virConnect, path: Path) -> None:
     pool.create(0)
 
 
+_set_ups = 0  # kvm_host instances this session (more than one: a duplicate definition)
+
+
 @pytest.fixture(scope="session")
 def kvm_host() -> Iterator[Host]:
     """A Host on qemu:///system with pool ``ravada-test`` (skips where KVM can't run)."""
+    global _set_ups
+    _set_ups += 1
+    if _set_ups > 1:
+        pytest.fail("kvm_host was set up twice in one session: a test module imports it "
+                    "(`from kvm import kvm_host`); only conftest.py may", pytrace=False)
     reason = _why_not()
     if reason:
         print(f"skipping KVM tests: {reason}")

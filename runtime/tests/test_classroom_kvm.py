@@ -1,7 +1,6 @@
 """Classroom policies on real QEMU/KVM (``-m kvm``): graphics events from a real VNC client,
 the grace after it leaves, volatile clones leaving nothing behind, a pool refilling to
 ``pool_started`` running clones, and ``run_timeout``."""
-# ruff: noqa: F811  (the kvm fixtures are imported by name)
 
 from __future__ import annotations
 
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kvm import POOL, URI, kvm_host  # noqa: F401
+from kvm import POOL, URI
 from sqlalchemy import select, update
 
 from ravada import config as rconfig
