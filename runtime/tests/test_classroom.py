@@ -183,6 +183,9 @@ def test_pool_hands_out_and_refills(back: Running) -> None:
     wait_until(lambda: pool_state() == (3, 2), 20)
     names = {c.name for c in _clones(back, base)}
     assert all("-pool-" in n for n in names)
+    with back.db.sessionmaker() as s:  # refills run side by side: none lost a name race
+        assert not s.scalars(select(Request.error).where(
+            Request.command == "clone", Request.status == "failed")).all()
     res = back.ok("clone", {"user_id": dave, "client_ip": "10.0.0.8"}, machine_id=base)
     got = back.machine(res["machine_id"])
     assert got.name in names and got.owner_id == dave and not got.is_pool

@@ -263,9 +263,8 @@ def _make_clone(ctx: Context, job: Job, base: Machine, name: str, **fields: Any)
 
 def _pool_clone(ctx: Context, job: Job, base: Machine) -> Result:
     """The pool keeper's refill: one unassigned clone, started when asked."""
-    with ctx.db.session() as s:
-        name = pool.next_name(s, base.name)
-    machine_id = _make_clone(ctx, job, base, name, owner_id=None, is_pool=True)
+    with pool.new_name(ctx, base.name) as name:
+        machine_id = _make_clone(ctx, job, base, name, owner_id=None, is_pool=True)
     if bool_arg(job.args, "start"):
         guest = ctx.host.guest(name)
         guest.start()

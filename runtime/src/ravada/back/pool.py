@@ -10,6 +10,9 @@ every worker, so user clicks always go first.
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 from sqlalchemy import case, func, select, update
@@ -52,13 +55,26 @@ def take(ctx: Context, base_id: int, user_id: int) -> int | None:
     return None
 
 
-def next_name(s: Session, base: str) -> str:
-    taken = set(s.scalars(select(Machine.name).where(
-        Machine.name.like(f"{base[:40]}%{rpolicy.POOL_INFIX}%"))))
-    n = 1
-    while rpolicy.pool_name(base, n) in taken:
-        n += 1
-    return rpolicy.pool_name(base, n)
+_names_guard = threading.Lock()
+_reserved: set[str] = set()  # pool names being made by this backend (no row yet)
+
+
+@contextmanager
+def new_name(ctx: Context, base: str) -> Iterator[str]:
+    """A free ``<base>-pool-<n>``, reserved until the block ends (refills run in parallel)."""
+    with ctx.db.sessionmaker() as s:
+        taken = set(s.scalars(select(Machine.name).where(
+            Machine.name.like(f"{base[:40]}%{rpolicy.POOL_INFIX}%"))))
+    with _names_guard:
+        n = 1
+        while (name := rpolicy.pool_name(base, n)) in taken or name in _reserved:
+            n += 1
+        _reserved.add(name)
+    try:
+        yield name
+    finally:
+        with _names_guard:
+            _reserved.discard(name)
 
 
 def clean_half_made(ctx: Context) -> int:
