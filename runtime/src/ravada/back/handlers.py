@@ -291,7 +291,6 @@ def clone(ctx: Context, job: Job) -> Result:
         with ctx.db.session() as s:
             existing = s.scalar(select(Machine).where(Machine.base_id == base.id,
                                                       Machine.owner_id == user.id))
-            name = clone_name(s, base.name, user.name)
         if existing is not None and existing.state in ("creating", "removing"):
             raise RequestError(f"your desktop {existing.name!r} is {existing.state} "
                                "(another request is at work on it): try again shortly")
@@ -305,6 +304,8 @@ def clone(ctx: Context, job: Job) -> Result:
             if taken is not None:
                 machine_id = taken
             else:
+                with ctx.db.session() as s:
+                    name = clone_name(s, base.name, user.name)
                 try:
                     machine_id = _make_clone(ctx, job, base, name, owner_id=user.id)
                 except RequestError as exc:
