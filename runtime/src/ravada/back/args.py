@@ -5,13 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ravada import limits
 from ravada.back.context import Context
 from ravada.back.errors import RequestError
 from ravada.firewall import check_ip
 
-MEMORY_MB = (64, 65536)
-DISK_GB = (1, 2048)
-VCPUS = (1, 64)
+# The same ranges the front checks (one module for both sides).
+MEMORY_MB = limits.MEMORY_MB
+DISK_GB = limits.DISK_GB
+VCPUS = limits.VCPUS
 
 
 def int_arg(args: dict[str, Any], key: str, lo: int, hi: int, default: int | None) -> int | None:

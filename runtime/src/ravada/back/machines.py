@@ -10,6 +10,7 @@ import libvirt
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from ravada import limits
 from ravada.back.context import Context
 from ravada.back.errors import RequestError
 from ravada.db import FirewallRule, Machine
@@ -17,7 +18,7 @@ from ravada.virt import GuestNotFound
 
 log = logging.getLogger(__name__)
 
-NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,47}$")
+NAME_RE = limits.MACHINE_NAME_RE  # use with fullmatch (see ravada.limits)
 MAX_NAME = 64  # Machine.name, libvirt names and firewall comments all fit 64
 STOPPED = ("shutdown", "hibernated", "unknown", "failed")
 
@@ -33,10 +34,10 @@ def get_machine(s: Session, machine_id: int | None) -> Machine:
 
 
 def check_name(name: object) -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise RequestError(
-            f"bad machine name {name!r}: 1-48 letters, digits, '_' or '-', "
-            "starting with a letter or digit")
+    """A new machine's name by the rule the front checks too (``ravada.limits``)."""
+    if not limits.machine_name_ok(name):
+        raise RequestError(f"bad machine name {name!r}: {limits.MACHINE_NAME_HINT}")
+    assert isinstance(name, str)
     return name
 
 

@@ -15,7 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from ravada.config import Config
 from ravada.db import Database
-from ravada.front import web
+from ravada.front import validate, web
 from ravada.front.errors import FrontError
 from ravada.front.netutil import TrustedProxyMiddleware
 from ravada.front.security import load_secret_key
@@ -41,6 +41,7 @@ def create_app(config: Config, db: Database | None = None) -> Flask:
     from ravada.front.user import bp as user_bp
 
     app = Flask(__name__)
+    app.request_class = validate.JsonRequest  # deeply nested JSON is a 400, not a 500
     secret = load_secret_key(config.front.secret_key_file)
     app.config.update(
         SECRET_KEY=secret,
@@ -59,7 +60,8 @@ def create_app(config: Config, db: Database | None = None) -> Flask:
     # one pooled connection per gunicorn thread of the worker
     db = db or Database(config.database.url, pool_size=THREADS_PER_WORKER)
     app.extensions["ravada"] = FrontState(config=config, db=db, secret_key=secret)
-    app.wsgi_app = TrustedProxyMiddleware(app.wsgi_app, config.front.trusted_proxies)  # type: ignore[method-assign]
+    app.wsgi_app = TrustedProxyMiddleware(  # type: ignore[method-assign]
+        app.wsgi_app, config.front.trusted_proxies, config.display.public_host)
 
     app.before_request(web.load_viewer)
     csrf.init_app(app)

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import func, select, true
 from sqlalchemy.orm import Session, aliased
 
-from ravada import queue
+from ravada import limits, queue
 from ravada.db import Machine, Request, User
 from ravada.front import display_requests, validate, waits
 from ravada.front.dbutil import write_session
@@ -329,9 +329,10 @@ def create_machine(fs: FrontState, viewer: Viewer, data: dict[str, Any]) -> int:
             raise Invalid(f"iso: no ISO named {iso!r} in {fs.config.front.iso_dir}")
     args = {
         "name": name, "iso": iso,
-        "memory_mb": validate.integer(data.get("memory_mb", 2048), "memory_mb", lo=128, hi=262144),
-        "vcpus": validate.integer(data.get("vcpus", 1), "vcpus", lo=1, hi=64),
-        "disk_gb": validate.integer(data.get("disk_gb", 10), "disk_gb", lo=1, hi=4096),
+        "memory_mb": validate.in_limits(data.get("memory_mb", 2048), "memory_mb",
+                                        limits.MEMORY_MB),
+        "vcpus": validate.in_limits(data.get("vcpus", 1), "vcpus", limits.VCPUS),
+        "disk_gb": validate.in_limits(data.get("disk_gb", 10), "disk_gb", limits.DISK_GB),
         "owner_id": viewer.id,
     }
     with fs.db.sessionmaker() as s:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -22,6 +23,34 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         return addr.ipv4_mapped
     return addr
+
+
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_RE = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*\.?|\[[0-9A-Fa-f:.]{{2,45}}\])"
+                      r"(?::[0-9]{1,5})?")
+
+
+def valid_host(value: str) -> bool:
+    """A host name, IPv4 address or [IPv6] literal, with an optional port: nothing else."""
+    if len(value) > 255 or not _HOST_RE.fullmatch(value):
+        return False
+    port = value.rpartition("]")[2] if value.startswith("[") else value
+    if ":" in port and not 0 < int(port.rpartition(":")[2]) < 65536:
+        return False
+    if value.startswith("["):
+        return _address(value[1:value.index("]")]) is not None
+    return True
+
+
+def forwarded_host(header: str, fallback: str) -> str:
+    """The host a trusted proxy says the browser used.
+
+    The proxy appends the Host it received to any X-Forwarded-Host the client sent, so
+    only the last value is the proxy's own; the client's are ignored. A malformed last
+    value gives ``fallback`` (the configured public host; empty: keep the Host header).
+    """
+    last = header.split(",")[-1].strip()
+    return last if valid_host(last) else fallback
 
 
 def is_trusted(ip: str, trusted: Iterable[Network]) -> bool:
@@ -58,9 +87,11 @@ class TrustedProxyMiddleware:
     is True when the request came through a trusted proxy that forwarded it.
     """
 
-    def __init__(self, app: Callable[..., Any], trusted: list[str]) -> None:
+    def __init__(self, app: Callable[..., Any], trusted: list[str],
+                 public_host: str = "") -> None:
         self.app = app
         self.trusted = parse_networks(trusted)
+        self.public_host = public_host
 
     def __call__(self, environ: dict[str, Any],
                  start_response: Callable[..., Any]) -> Iterator[bytes]:
@@ -75,7 +106,8 @@ class TrustedProxyMiddleware:
             proto = environ.get("HTTP_X_FORWARDED_PROTO", "").split(",")[0].strip().lower()
             if proto in ("http", "https"):
                 environ["wsgi.url_scheme"] = proto
-            host = environ.get("HTTP_X_FORWARDED_HOST", "").split(",")[0].strip()
+            header = environ.get("HTTP_X_FORWARDED_HOST", "")
+            host = forwarded_host(header, self.public_host) if header.strip() else ""
             if host:
                 environ["HTTP_HOST"] = host
         environ["ravada.proxied"] = proxied

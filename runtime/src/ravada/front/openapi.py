@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ravada import limits
 from ravada.front.machines import ADMIN_ACTIONS, USER_ACTIONS
 
 P = "/api/v1"
@@ -91,56 +92,90 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, Any]]] =
      {"admin": True, "body": _ref("Settings")}),
 ]
 
+def _null(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` or null (OpenAPI 3.0 spelling)."""
+    return {**schema, "nullable": True}
+
+
+def _object(required: list[str], **props: Any) -> dict[str, Any]:
+    return {"type": "object", "required": required, "properties": props}
+
+
+_time, _time_or_null = {"type": "string", "format": "date-time"}, _null(
+    {"type": "string", "format": "date-time"})
+_port_or_null = _null({"type": "integer", "minimum": 1, "maximum": 65535})
+_MACHINE_KEYS = ["id", "name", "state", "owner_id", "owner", "base_id", "is_base", "is_public",
+                 "memory_mb", "vcpus", "disk_gb", "iso", "description", "created_at",
+                 "volatile", "is_pool", "connected", "last_connected_at", "run_until",
+                 "idle_until"]
+_REQUEST_KEYS = ["id", "command", "status", "error", "result", "machine_id", "user_id",
+                 "created_at", "started_at", "finished_at", "duration_s"]
+
+# Every key the API returns is listed as required; the ones that can be null say so.
 SCHEMAS: dict[str, Any] = {
     "Error": {"type": "object", "required": ["error", "detail"],
               "properties": {"error": _str, "detail": _str}},
     "Credentials": {"type": "object", "required": ["name", "password"],
                     "properties": {"name": _str, "password": _str}},
-    "SessionInfo": {"type": "object", "properties": {
-        "user": {"type": "object", "properties": {"id": _int, "name": _str, "is_admin": _bool}},
-        "auth": _str, "csrf_token": _str}},
-    "Token": {"type": "object", "properties": {"id": _int, "name": _str, "created_at": _str,
-                                               "last_used_at": _str}},
-    "NewToken": {"allOf": [_ref("Token"), {"type": "object", "properties": {"token": _str}}]},
-    "Machine": {"type": "object", "properties": {
-        "id": _int, "name": _str, "state": {"type": "string", "enum": [
-            "creating", "shutdown", "running", "paused", "hibernated", "removing", "failed",
-            "unknown"]},
-        "owner_id": _int, "owner": _str, "base_id": _int, "is_base": _bool, "is_public": _bool,
-        "memory_mb": _int, "vcpus": _int, "disk_gb": _int, "iso": _str, "description": _str,
-        "created_at": _str, "volatile": _bool, "is_pool": _bool, "connected": _bool,
-        "last_connected_at": _str, "run_until": _str, "idle_until": _str,
-        "policy": _ref("Policy")}},
-    "Base": {"type": "object", "properties": {
-        "id": _int, "name": _str, "description": _str, "is_public": _bool,
-        "clone": _ref("Machine"), "pending_request": _int, "volatile": _bool,
-        "notices": {"type": "array", "items": _str}, "connected": _bool,
-        "last_connected_at": _str, "run_until": _str, "idle_until": _str,
-        "run_seconds_left": _int, "idle_seconds_left": _int}},
-    "Policy": {"type": "object", "properties": {
+    "SessionInfo": {"type": "object", "required": ["user"], "properties": {
+        "user": _object(["id", "name", "is_admin"], id=_int, name=_str, is_admin=_bool),
+        "auth": {"type": "string", "enum": ["session", "token"]}, "csrf_token": _str}},
+    "Token": _object(["id", "name", "created_at", "last_used_at"], id=_int, name=_str,
+                     created_at=_time, last_used_at=_time_or_null),
+    "NewToken": {"allOf": [_ref("Token"), _object(["token"], token=_str)]},
+    "Machine": _object(
+        _MACHINE_KEYS, id=_int, name=_str,
+        state={"type": "string", "enum": ["creating", "shutdown", "running", "paused",
+                                          "hibernated", "removing", "failed", "unknown"]},
+        owner_id=_null(_int), owner=_null(_str), base_id=_null(_int), is_base=_bool,
+        is_public=_bool, memory_mb=_int, vcpus=_int, disk_gb=_int, iso=_null(_str),
+        description=_str, created_at=_time, volatile=_bool, is_pool=_bool, connected=_bool,
+        last_connected_at=_time_or_null, run_until=_time_or_null, idle_until=_time_or_null,
+        policy=_ref("Policy")),  # policy: bases only
+    "Base": _object(["id", "name", "description", "is_public", "clone", "pending_request",
+                     "volatile", "notices"],
+                    id=_int, name=_str, description=_str, is_public=_bool,
+                    clone=_null(_ref("Machine")), pending_request=_null(_int),
+                    volatile=_bool, notices={"type": "array", "items": _str},
+                    # the rest only when the user has a clone
+                    connected=_bool, last_connected_at=_time_or_null,
+                    run_until=_time_or_null, idle_until=_time_or_null,
+                    run_seconds_left=_null(_int), idle_seconds_left=_null(_int)),
+    "Policy": {"type": "object", "properties": {  # also the body of a partial update
         "volatile": _bool, "pool_size": _int, "pool_started": _int, "run_timeout": _int,
         "shutdown_disconnected": _bool, "shutdown_grace": _int}},
     "NewMachine": {"type": "object", "required": ["name"], "properties": {
-        "name": _str, "iso": _str, "memory_mb": _int, "vcpus": _int, "disk_gb": _int}},
-    "Request": {"type": "object", "properties": {
-        "id": _int, "command": _str,
-        "status": {"type": "string", "enum": ["requested", "working", "done", "failed"]},
-        "error": _str, "result": {}, "machine_id": _int, "user_id": _int, "created_at": _str,
-        "started_at": _str, "finished_at": _str, "duration_s": {"type": "number"}}},
-    "RequestReply": {"type": "object", "properties": {
-        "request_id": _int, "status": _str, "request": _ref("Request")}},
-    "StartReply": {"allOf": [_ref("RequestReply"), {"type": "object", "properties": {
-        "machine_id": _int, "display": _ref("Display")}}]},
-    "Display": {"type": "object", "properties": {
-        "host": _str, "password": _str, "expires": _str, "machine": _str,
-        "spice": {"type": "object", "properties": {"port": _int, "tls_port": _int}},
-        "vnc": {"type": "object", "properties": {"port": _int}}}},
-    "ConsoleTicket": {"type": "object", "properties": {
-        "token": _str, "ws_url": _str, "password": _str, "expires": _str,
-        "token_lifetime": _int, "machine": _obj}},
-    "User": {"type": "object", "properties": {
-        "id": _int, "name": _str, "is_admin": _bool, "is_disabled": _bool,
-        "auth_backend": _str, "created_at": _str, "last_login_at": _str}},
+        "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$"},
+        "iso": _str,
+        "memory_mb": {"type": "integer", "minimum": limits.MEMORY_MB[0],
+                      "maximum": limits.MEMORY_MB[1]},
+        "vcpus": {"type": "integer", "minimum": limits.VCPUS[0], "maximum": limits.VCPUS[1]},
+        "disk_gb": {"type": "integer", "minimum": limits.DISK_GB[0],
+                    "maximum": limits.DISK_GB[1]}}},
+    "Request": _object(
+        _REQUEST_KEYS, id=_int, command=_str,
+        status={"type": "string", "enum": ["requested", "working", "done", "failed"]},
+        error=_null(_str), result=_null({"type": "object"}), machine_id=_null(_int),
+        user_id=_null(_int), created_at=_time, started_at=_time_or_null,
+        finished_at=_time_or_null, duration_s=_null({"type": "number"})),
+    "RequestReply": _object(["request_id", "status", "request"], request_id=_int,
+                            status={"type": "string",
+                                    "enum": ["requested", "working", "done", "failed"]},
+                            request=_ref("Request")),
+    "StartReply": {"allOf": [_ref("RequestReply"), _object(
+        ["machine_id", "display"], machine_id=_null(_int), display=_null(_ref("Display")))]},
+    "Display": _object(
+        ["host", "password", "expires", "spice", "vnc"], host=_str, password=_str,
+        expires=_str, machine=_str,
+        spice=_object(["port", "tls_port"], port=_int, tls_port=_port_or_null),
+        vnc=_object(["port"], port=_int, password=_str)),
+    "ConsoleTicket": _object(
+        ["token", "ws_url", "password", "expires", "machine"], token=_str, ws_url=_str,
+        password=_str, expires=_null(_str), token_lifetime=_int,
+        machine=_object(["id", "name"], id=_int, name=_str)),
+    "User": _object(["id", "name", "is_admin", "is_disabled", "auth_backend", "created_at",
+                     "last_login_at"], id=_int, name=_str, is_admin=_bool, is_disabled=_bool,
+                    auth_backend=_str, created_at=_time, last_login_at=_time_or_null),
     "Settings": {"type": "object", "properties": {
         "site_title": _str, "motd": _str, "login_max_failures": _int,
         "login_window_seconds": _int, "console_ws_url": _str, "max_running_per_user": _int}},
@@ -149,7 +184,9 @@ SCHEMAS: dict[str, Any] = {
 _ERRORS = {
     "400": "Bad input", "401": "Not authenticated", "403": "Not allowed",
     "404": "Not found (or not yours)", "409": "Conflict with the machine's state",
-    "422": "Invalid value", "429": "Too many failed logins, or too many waits at once",
+    "413": "Request body too large", "422": "Invalid value",
+    "429": "Too many failed logins or password checks, or too many waits at once",
+    "503": "The backend is not answering",
 }
 
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from flask import Request
+from werkzeug.exceptions import BadRequest
+
+from ravada import limits
 from ravada.front.errors import BadInput, Invalid
 
-USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-MACHINE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$")
-PASSWORD_MIN, PASSWORD_MAX = 8, 256
+USERNAME_RE = limits.USERNAME_RE
+MACHINE_NAME_RE = limits.MACHINE_NAME_RE
+PASSWORD_MIN, PASSWORD_MAX = limits.PASSWORD_MIN, limits.PASSWORD_MAX
 _TRUE, _FALSE = ("1", "true", "on", "yes"), ("0", "false", "off", "no", "")
 
 
@@ -22,7 +26,7 @@ def text(value: Any, name: str, *, max_len: int, min_len: int = 1,
         raise Invalid(f"{name}: must not contain NUL characters")
     if not min_len <= len(value) <= max_len:
         raise Invalid(f"{name}: must be {min_len} to {max_len} characters long")
-    if pattern is not None and not pattern.match(value):
+    if pattern is not None and not pattern.fullmatch(value):
         raise Invalid(f"{name}: {hint or 'has characters that are not allowed'}")
     return value
 
@@ -48,8 +52,8 @@ def boolean(value: Any, name: str) -> bool:
 
 
 def username(value: Any) -> str:
-    return text(value, "name", max_len=64, pattern=USERNAME_RE,
-                hint="letters, digits and . _ @ - only, starting with a letter or digit")
+    return text(value, "name", max_len=limits.USERNAME_MAX, pattern=USERNAME_RE,
+                hint=limits.USERNAME_HINT)
 
 
 def password(value: Any, name: str = "password") -> str:
@@ -57,8 +61,13 @@ def password(value: Any, name: str = "password") -> str:
 
 
 def machine_name(value: Any) -> str:
-    return text(value, "name", max_len=48, pattern=MACHINE_NAME_RE,
-                hint="letters, digits and _ . - only, starting with a letter or digit")
+    return text(value, "name", max_len=limits.MACHINE_NAME_MAX, pattern=MACHINE_NAME_RE,
+                hint=limits.MACHINE_NAME_HINT)
+
+
+def in_limits(value: Any, name: str, bounds: tuple[int, int]) -> int:
+    """An integer within one of the shared ``ravada.limits`` ranges."""
+    return integer(value, name, lo=bounds[0], hi=bounds[1])
 
 
 def timeout(value: Any, maximum: int) -> int:
@@ -81,3 +90,39 @@ def wait_seconds(value: Any, *, default: float = 0.0, maximum: float = 30.0) -> 
     if not 0 <= seconds <= maximum:  # also refuses nan and inf
         raise Invalid(f"wait: must be between 0 and {maximum:g} seconds")
     return seconds
+
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def json_depth(raw: bytes) -> int:
+    """How deeply arrays and objects nest in the JSON text ``raw`` (brackets in strings
+    do not count). A loop over the brackets only: no recursion, whatever the input."""
+    depth = deepest = 0
+    for b in _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS):
+        if b in b"[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+class JsonRequest(Request):
+    """Flask's request with a nesting limit on JSON bodies.
+
+    Python's json parser recurses once per level, so a body nested ~1,000 deep raised
+    RecursionError (a 500 and a traceback per request); it is a 400 before parsing now.
+    """
+
+    def get_json(self, force: bool = False, silent: bool = False,
+                 cache: bool = True) -> Any:
+        if (force or self.is_json) and json_depth(self.get_data(cache=True)) > \
+                limits.JSON_MAX_DEPTH:
+            raise BadRequest(f"the JSON body is nested deeper than {limits.JSON_MAX_DEPTH} "
+                             "levels")
+        try:
+            return super().get_json(force=force, silent=silent, cache=cache)
+        except RecursionError:
+            raise BadRequest("the JSON body is nested too deeply") from None
