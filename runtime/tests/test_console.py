@@ -203,3 +203,23 @@ def test_unreachable_display_closes_the_socket(servers: dict[str, Any]) -> None:
         with pytest.raises(ConnectionClosed):
             ws.recv(timeout=7)
         assert ws.close_code == 1011
+
+
+@pytest.mark.parametrize("how", ["disabled", "ended"])
+def test_live_console_ends_when_the_user_loses_access(servers: dict[str, Any], how: str) -> None:
+    """Disabling a user (or rvd_back's close_user ending the session row) closes the relay."""
+    a = servers["a"]
+    with connect(servers["url"] + "?token=" + _token(1, 10, a.port)) as ws:
+        assert ws.recv(timeout=5).startswith(GREETING)
+        ws.send(b"still here")
+        assert ws.recv(timeout=5) == b"still here"
+        t0 = time.monotonic()
+        with servers["db"].session() as s:
+            if how == "disabled":
+                s.get(User, 1).is_disabled = True
+            else:
+                s.query(ConsoleSession).one().ended_at = s.get(User, 1).created_at
+        with pytest.raises(ConnectionClosed):
+            while True:
+                ws.recv(timeout=5)  # rvd_console re-checks every 2 s
+        assert time.monotonic() - t0 < 4

@@ -69,6 +69,7 @@ class FrontConfig:
     secret_key_file: str = "/var/lib/ravada/front.key"
     trusted_proxies: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
     session_idle_minutes: int = 30
+    session_max_hours: int = 12  # absolute session lifetime, however active
     iso_dir: str = "/var/lib/ravada/isos"
     novnc_dir: str = "/usr/share/novnc"
     max_waits_per_user: int = 4  # long-polls one user may hold at once (per front process)

@@ -26,6 +26,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 SALT = "ravada.console.v1"
 MAX_LIFETIME = 60
+RECHECK_SECONDS = 2.0  # how often a live relay re-checks that its user may still use it
 log = logging.getLogger("ravada.console")
 
 
@@ -108,6 +109,7 @@ class ConsoleProxy:
         self.check_machine = check_machine and db is not None
         self.nonces = NonceCache()
         self._claims: dict[int, Claims] = {}
+        self.recheck_seconds = RECHECK_SECONDS
 
     # ---- database work (run in a thread)
     def _machine_ok(self, claims: Claims) -> bool:
@@ -135,6 +137,26 @@ class ConsoleProxy:
             s.flush()
             return row.id
 
+    def _still_allowed(self, row_id: int, user_id: int) -> bool:
+        """False once rvd_back ended the session row or the user was disabled/removed."""
+        from ravada.db import ConsoleSession, User
+
+        with self.db.sessionmaker() as s:
+            row = s.get(ConsoleSession, row_id)
+            user = s.get(User, user_id)
+            return (row is not None and row.ended_at is None and user is not None
+                    and not user.is_disabled)
+
+    async def _watch(self, row_id: int | None, user_id: int) -> None:
+        """Return when the relay must stop: the user lost access (see ``close_user``)."""
+        if self.db is None or row_id is None:
+            await asyncio.Event().wait()  # nothing to check: never
+        while True:
+            await asyncio.sleep(self.recheck_seconds)
+            if not await asyncio.to_thread(self._still_allowed, row_id, user_id):
+                log.info("console session %s ended: user %s lost access", row_id, user_id)
+                return
+
     def _session_end(self, row_id: int | None) -> None:
         if self.db is None or row_id is None:
             return
@@ -143,7 +165,8 @@ class ConsoleProxy:
         from ravada.db import ConsoleSession, utcnow
 
         with self.db.session() as s:
-            s.execute(update(ConsoleSession).where(ConsoleSession.id == row_id)
+            s.execute(update(ConsoleSession).where(ConsoleSession.id == row_id,
+                                                   ConsoleSession.ended_at.is_(None))
                       .values(ended_at=utcnow()))
 
     def _client_ip(self, ws: Any) -> str:
@@ -186,7 +209,7 @@ class ConsoleProxy:
             return
         row_id = await asyncio.to_thread(self._session_start, claims, client_ip)
         try:
-            await _relay(ws, reader, writer)
+            await _relay(ws, reader, writer, self._watch(row_id, claims.user_id))
         finally:
             writer.close()
             with contextlib.suppress(Exception):
@@ -194,7 +217,9 @@ class ConsoleProxy:
             await asyncio.to_thread(self._session_end, row_id)
 
 
-async def _relay(ws: Any, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _relay(ws: Any, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 watch: Any = None) -> None:
+    """Copy both ways until one side closes or ``watch`` (a coroutine) returns."""
     async def ws_to_tcp() -> None:
         async for message in ws:
             writer.write(message if isinstance(message, bytes) else message.encode())
@@ -205,6 +230,8 @@ async def _relay(ws: Any, reader: asyncio.StreamReader, writer: asyncio.StreamWr
             await ws.send(data)
 
     tasks = [asyncio.create_task(ws_to_tcp()), asyncio.create_task(tcp_to_ws())]
+    if watch is not None:
+        tasks.append(asyncio.create_task(watch))
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:

@@ -31,6 +31,7 @@ from ravada.back.machines import (
     own_volumes,
 )
 from ravada.back.sync import sync_all
+from ravada.back.users import close_user
 from ravada.db import FirewallRule, Machine, Request, User
 from ravada.firewall import FirewallError
 from ravada.virt import Guest, GuestNotFound, VirtError, render_domain
@@ -457,8 +458,9 @@ HANDLERS: dict[str, Handler] = {
     "screenshot": screenshot,
     "open_display": open_display,
     "refresh": refresh,
+    "close_user": close_user,
 }
 
 # Safe to run again after a backend died in the middle of them (see recovery).
 RETRYABLE = frozenset({"start", "shutdown", "force_shutdown", "hibernate", "resume",
-                       "open_display", "refresh", "screenshot", "remove"})
+                       "open_display", "refresh", "screenshot", "remove", "close_user"})

@@ -47,6 +47,9 @@ class User(Base):
     is_disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    # Bumped to end every session of the user (logout, password change, reset, disable):
+    # a session cookie carries the version it was signed in with.
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     machines: Mapped[list[Machine]] = relationship(back_populates="owner")
 
@@ -181,9 +184,11 @@ class LoginAttempt(Base):
     """Login outcomes, for rate limiting across front workers and for metrics."""
 
     __tablename__ = "login_attempts"
-    __table_args__ = (Index("ix_login_attempts_ip_at", "client_ip", "at"),)
+    __table_args__ = (Index("ix_login_attempts_ip_at", "client_ip", "at"),
+                      Index("ix_login_attempts_username_at", "username", "at"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The throttled network: the IPv4 address, or the IPv6 /64 ("2001:db8:1:2::/64").
     client_ip: Mapped[str] = mapped_column(String(45))
     username: Mapped[str] = mapped_column(String(64))
     ok: Mapped[bool] = mapped_column(Boolean)

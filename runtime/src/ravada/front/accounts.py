@@ -7,11 +7,12 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import false, func, select, update
+from sqlalchemy import false, select, update
 from sqlalchemy.orm import Session
 
-from ravada.db import ApiToken, LoginAttempt, User, utcnow
-from ravada.front import settings, validate
+from ravada import queue
+from ravada.db import ApiToken, User, utcnow
+from ravada.front import throttle, validate
 from ravada.front.auth_backends import authenticate
 from ravada.front.dbutil import write_session
 from ravada.front.errors import (
@@ -22,16 +23,18 @@ from ravada.front.errors import (
     TooManyRequests,
     Unauthorized,
 )
-from ravada.front.security import hash_password
+from ravada.front.security import hash_password, needs_rehash
 from ravada.front.state import FrontState, Viewer, iso_time
 
 BAD_LOGIN = "Invalid user name or password."
 TOKEN_PREFIX = "rvd_"
 TOKEN_TOUCH_SECONDS = 60  # last_used_at is refreshed at most this often
+CLOSE_USER = "close_user"  # rvd_back: close a disabled user's display openings and consoles
 
 
 def viewer_of(user: User) -> Viewer:
-    return Viewer(id=user.id, name=user.name, is_admin=user.is_admin)
+    return Viewer(id=user.id, name=user.name, is_admin=user.is_admin,
+                  session_version=user.session_version or 0)
 
 
 def user_json(u: User) -> dict[str, Any]:
@@ -42,43 +45,73 @@ def user_json(u: User) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- login
 
-def retry_after(s: Session, client_ip: str, username: str) -> int:
-    """Seconds to wait before another login try (0: allowed).
+def _throttled(fs: FrontState, client_ip: str, username: str) -> None:
+    """429 when this address must wait before another try for ``username`` (a read only)."""
+    with fs.db.sessionmaker() as s:
+        wait = throttle.retry_after(s, client_ip, username)
+    if wait:
+        raise TooManyRequests(f"Too many failed logins; try again in {wait} s.",
+                              headers={"Retry-After": str(wait)})
 
-    Failures are counted per client address and per user name, whether the user
-    exists or not, so the answer tells nothing about which names exist.
-    """
-    conf = settings.get_all(s)
-    window, limit = conf["login_window_seconds"], conf["login_max_failures"]
-    since = utcnow() - timedelta(seconds=window)
-    failed = (LoginAttempt.ok.is_(False), LoginAttempt.at >= since)
-    for cond in (LoginAttempt.client_ip == client_ip, LoginAttempt.username == username[:64]):
-        count, oldest = s.execute(select(func.count(), func.min(LoginAttempt.at))
-                                  .where(cond, *failed)).one()
-        if count >= limit:
-            return max(1, int(window - (utcnow() - oldest).total_seconds()) + 1)
-    return 0
+
+def _check_password(fs: FrontState, username: str, password: str) -> User | None:
+    """The user when the backends accept the credentials (argon2 runs here, in a read
+    transaction: no database write lock is held while hashing)."""
+    with fs.db.sessionmaker() as s:
+        user = authenticate(s, username, password) if password else None
+        if user is not None:
+            s.expunge(user)
+        s.rollback()  # a backend's own changes (a rehash) are not kept here
+    return user
 
 
 def login(fs: FrontState, username: Any, password: Any, client_ip: str) -> Viewer:
-    """Check credentials through the auth backends; record the attempt either way."""
+    """Check credentials through the auth backends; record the attempt either way.
+
+    Throttled per address and per account (``ravada.front.throttle``); the hashing
+    runs outside any write transaction, which is only opened to record the outcome.
+    """
     if not isinstance(username, str) or not isinstance(password, str):
         raise BadInput("name and password must be strings")
     if len(password) > validate.PASSWORD_MAX or len(username) > 256:
         password = ""  # never spend argon2 time on megabytes
+    _throttled(fs, client_ip, username)
+    user = _check_password(fs, username, password)
+    ok = user is not None and not user.is_disabled
+    rehash = None
+    if ok and user is not None and user.auth_backend == "local" and \
+            needs_rehash(user.password_hash):
+        rehash = hash_password(password)
     with write_session(fs.db) as s:
-        wait = retry_after(s, client_ip, username)
-        if wait:
-            raise TooManyRequests(f"Too many failed logins; try again in {wait} s.",
-                                  headers={"Retry-After": str(wait)})
-        user = authenticate(s, username, password) if password else None
-        ok = user is not None and not user.is_disabled
-        s.add(LoginAttempt(client_ip=client_ip[:45], username=username[:64], ok=ok, at=utcnow()))
+        throttle.record(s, client_ip, username, ok)
         if not ok or user is None:
             s.commit()
             raise Unauthorized(BAD_LOGIN)
-        user.last_login_at = utcnow()
-        return viewer_of(user)
+        row = s.get(User, user.id)
+        if row is None:
+            raise Unauthorized(BAD_LOGIN)
+        row.last_login_at = utcnow()
+        if rehash is not None:
+            row.password_hash = rehash
+        return viewer_of(row)
+
+
+def end_sessions(s: Session, user_id: int) -> int:
+    """Void every session cookie of the user (the caller commits); the new version."""
+    s.execute(update(User).where(User.id == user_id)
+              .values(session_version=User.session_version + 1))
+    return int(s.scalar(select(User.session_version).where(User.id == user_id)) or 0)
+
+
+def session_version(fs: FrontState, user_id: int) -> int:
+    with fs.db.sessionmaker() as s:
+        return int(s.scalar(select(User.session_version).where(User.id == user_id)) or 0)
+
+
+def logout_everywhere(fs: FrontState, user_id: int) -> None:
+    """Logout ends every session of the user, not only this browser's."""
+    with fs.db.session() as s:
+        end_sessions(s, user_id)
 
 
 def load_viewer(s: Session, user_id: Any) -> Viewer | None:
@@ -125,25 +158,46 @@ def update_user(fs: FrontState, viewer: Viewer, user_id: int,
         changes["password_hash"] = hash_password(validate.password(data["password"]))
     if user_id == viewer.id and (changes.get("is_disabled") or changes.get("is_admin") is False):
         raise Conflict("you cannot disable yourself or drop your own admin flag")
+    disabling = bool(changes.get("is_disabled"))
     with write_session(fs.db) as s:
         user = s.get(User, user_id) if 0 < user_id < 2**31 else None
         if user is None:
             raise NotFound(f"no user {user_id}")
+        was_disabled = user.is_disabled
         for key, value in changes.items():
             setattr(user, key, value)
-        if changes.get("is_disabled"):
+        if disabling or "password_hash" in changes:
+            s.flush()
+            end_sessions(s, user.id)  # a reset or a disable ends every session
+            s.refresh(user)
+        if disabling:
             s.execute(ApiToken.__table__.delete().where(ApiToken.user_id == user.id))
+            if not was_disabled:  # rvd_back closes the firewall openings and consoles
+                queue.enqueue(s, CLOSE_USER, {"user_id": user.id}, user_id=viewer.id)
         s.flush()
-        return user_json(user)
+        out = user_json(user)
+    if disabling and not was_disabled:
+        queue.notify(fs.config.queue.socket)
+    return out
 
 
-def change_own_password(fs: FrontState, viewer: Viewer, old: Any, new: Any) -> None:
+def change_own_password(fs: FrontState, viewer: Viewer, old: Any, new: Any,
+                        client_ip: str) -> int:
+    """Check the current password (throttled like a login), store the new one and end
+    every other session; returns the new session version for the caller's cookie."""
     new_pw = validate.password(new, "new_password")
+    _throttled(fs, client_ip, viewer.name)
+    old_pw = old if isinstance(old, str) and len(old) <= validate.PASSWORD_MAX else ""
+    user = _check_password(fs, viewer.name, old_pw)
+    ok = user is not None and user.id == viewer.id
+    new_hash = hash_password(new_pw) if ok else ""
     with write_session(fs.db) as s:
-        user = s.get(User, viewer.id)
-        if user is None or not isinstance(old, str) or authenticate(s, user.name, old) is None:
+        throttle.record(s, client_ip, viewer.name, ok)
+        if not ok:
+            s.commit()
             raise Forbidden("the current password is wrong")
-        user.password_hash = hash_password(new_pw)
+        s.execute(update(User).where(User.id == viewer.id).values(password_hash=new_hash))
+        return end_sessions(s, viewer.id)
 
 
 def _admin(viewer: Viewer) -> None:

@@ -120,6 +120,8 @@ def user_post(user_id: int) -> Any:
         if not changes:
             raise BadInput("unknown operation")
         u = accounts.update_user(front(), web.current(), user_id, changes)
+        if user_id == web.current().id:  # your own reset keeps this session
+            web.keep_session(accounts.session_version(front(), user_id))
         flash(f"User {u['name']} updated.", "ok")
     except FrontError as exc:
         _flash_error(exc)

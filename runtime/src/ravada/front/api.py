@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, g, jsonify, request, send_file, session
+from flask import Blueprint, Response, g, jsonify, request, send_file
 from flask_wtf.csrf import generate_csrf
 
 from ravada import queue
@@ -96,15 +96,16 @@ def session_info() -> Any:
 
 @bp.delete("/session")
 def session_logout() -> Any:
-    session.clear()
+    web.sign_out()
     return "", 204
 
 
 @bp.post("/password")
 def password_change() -> Any:
     data = _body()
-    accounts.change_own_password(front(), web.current(), data.get("password"),
-                                 data.get("new_password"))
+    version = accounts.change_own_password(front(), web.current(), data.get("password"),
+                                           data.get("new_password"), web.client_ip())
+    web.keep_session(version)
     return "", 204
 
 
@@ -317,7 +318,10 @@ def users_create() -> Any:
 
 @bp.patch("/users/<id:user_id>")
 def users_update(user_id: int) -> Any:
-    return jsonify(accounts.update_user(front(), web.current(), user_id, _body()))
+    out = accounts.update_user(front(), web.current(), user_id, _body())
+    if user_id == web.current().id:  # an admin resetting their own password stays in
+        web.keep_session(accounts.session_version(front(), user_id))
+    return jsonify(out)
 
 
 @bp.get("/settings")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, g, redirect, render_template, request, url_for
 
 from ravada.front import accounts, web
 from ravada.front.errors import FrontError
@@ -38,5 +38,5 @@ def login_post() -> Any:
 
 @bp.post("/logout")
 def logout() -> Any:
-    session.clear()
+    web.sign_out()
     return redirect(url_for("auth.login"))

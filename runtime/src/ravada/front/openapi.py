@@ -178,7 +178,8 @@ SCHEMAS: dict[str, Any] = {
                     auth_backend=_str, created_at=_time, last_login_at=_time_or_null),
     "Settings": {"type": "object", "properties": {
         "site_title": _str, "motd": _str, "login_max_failures": _int,
-        "login_window_seconds": _int, "console_ws_url": _str, "max_running_per_user": _int}},
+        "login_window_seconds": _int, "login_account_free": _int, "console_ws_url": _str,
+        "max_running_per_user": _int}},
 }
 
 _ERRORS = {

@@ -26,6 +26,7 @@ class Viewer:
     id: int
     name: str
     is_admin: bool
+    session_version: int = 0  # the user's current one; older session cookies are void
 
 
 def front() -> FrontState:

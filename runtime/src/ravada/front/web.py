@@ -88,16 +88,20 @@ def load_viewer() -> None:
     if uid is None:
         return
     now = int(time.time())
-    idle = front().config.front.session_idle_minutes * 60
-    seen = session.get("seen")
-    if not isinstance(seen, int) or now - seen > idle:
-        session.clear()
+    conf = front().config.front
+    seen, since = session.get("seen"), session.get("since")
+    if (not isinstance(seen, int) or now - seen > conf.session_idle_minutes * 60
+            or not isinstance(since, int) or now - since > conf.session_max_hours * 3600):
+        session.clear()  # idle too long, or older than the absolute lifetime
         g.session_expired = True
         return
     with front().db.sessionmaker() as s:
         g.viewer = accounts.load_viewer(s, uid)
-    if g.viewer is None:
+    if g.viewer is None or session.get("sv") != g.viewer.session_version:
+        # a disabled user, or a logout/password change/reset elsewhere ended this session
+        g.viewer = None
         session.clear()
+        g.session_expired = True
         return
     g.auth = "session"
     if now - seen >= 5:
@@ -105,10 +109,26 @@ def load_viewer() -> None:
 
 
 def sign_in(v: Viewer) -> None:
+    """A fresh session cookie bound to the user's current session version."""
     session.clear()
     session.permanent = True
     session["uid"] = v.id
-    session["seen"] = int(time.time())
+    session["sv"] = v.session_version
+    session["since"] = session["seen"] = int(time.time())
+
+
+def sign_out() -> None:
+    """Log out: end this session and every other session of the same user."""
+    uid = session.get("uid")
+    if isinstance(uid, int) and g.get("auth") == "session":
+        accounts.logout_everywhere(front(), uid)
+    session.clear()
+
+
+def keep_session(session_version: int) -> None:
+    """After the viewer's own password change: this session stays, the others end."""
+    if g.get("auth") == "session":
+        session["sv"] = session_version
 
 
 def safe_next(target: str | None) -> str:
