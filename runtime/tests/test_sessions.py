@@ -193,3 +193,16 @@ def test_sessions_have_an_absolute_lifetime(world: World) -> None:
     assert c.get(API).status_code == 401
     resp = c.get("/")
     assert resp.status_code == 302 and "/login" in resp.headers["Location"]
+
+
+def test_a_disabled_users_bearer_token_stops_working(world: World) -> None:
+    """However the user was disabled (here: straight in the database, as the CLI may),
+    a token that still exists no longer authenticates."""
+    c = world.client("alice")
+    token = c.post("/api/v1/tokens", json={}, headers={"X-CSRFToken": csrf_of(c)}).json["token"]
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert world.app.test_client().get("/api/v1/machines", headers=bearer).status_code == 200
+    with world.db.session() as s:
+        s.get(User, world.alice).is_disabled = True
+    assert world.app.test_client().get("/api/v1/machines", headers=bearer).status_code == 401
+    assert c.get(API).status_code == 401
