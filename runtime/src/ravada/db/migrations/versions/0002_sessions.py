@@ -1,14 +1,14 @@
 """sessions: users.session_version (revocable sessions), per-account login index
 
 Revision ID: 0002_sessions
-Revises: 0001
+Revises: 0002_speed
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0002_sessions'
-down_revision = '0001'
+down_revision = '0002_speed'
 branch_labels = None
 depends_on = None
 
