@@ -1,14 +1,14 @@
 """sessions: users.session_version (revocable sessions), per-account login index
 
 Revision ID: 0002_sessions
-Revises: 0002_speed
+Revises: 0002_classroom
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0002_sessions'
-down_revision = '0002_speed'
+down_revision = '0002_classroom'
 branch_labels = None
 depends_on = None
 
