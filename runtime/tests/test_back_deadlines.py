@@ -163,3 +163,25 @@ def test_base_round_trip(back: Running, name: str) -> None:
     back.ok("remove_base", machine_id=mid)
     back.ok("remove", machine_id=mid)
     assert not {v for v in back.volumes() if v.startswith(name)}
+
+
+def test_a_dead_backends_timed_out_request_does_not_wedge_its_machine(
+        cfg: rconfig.Config, db: Database, tmp_path: Path) -> None:
+    """A request that timed out (failed, finished_at empty: its thread still held the
+    machine) on a backend that then died: recovery frees the machine, the queue moves."""
+    with db.session() as s:
+        held = Request(command="slow", args={}, machine_id=21, status="failed",
+                       error="timed out after 1 s", worker="deadhost:99", attempts=1,
+                       started_at=utcnow())
+        s.add(held)
+        s.flush()
+        held_id = held.id
+    h = Slow()
+    r = start_daemon(cfg, db, tmp_path, h.handlers())
+    try:
+        assert queue.wait_for(db, r.submit("quick", machine_id=21), 10).status == "done"
+        row = _row(db, held_id)
+        assert (row.status, row.error) == ("failed", "timed out after 1 s")
+        assert row.finished_at is not None
+    finally:
+        stop_daemon(r)
