@@ -125,24 +125,42 @@ class EventSink:
         ctx = self.ctx
         if ctx is None:
             return
-        remove: list[int] = []
         try:
-            with ctx.db.sessionmaker() as s:
-                machine = s.scalar(select(Machine).where(Machine.name == name))
-                if machine is None or machine.state in BUSY:
+            for _ in range(3):
+                if self._record(ctx, name):
                     return
-                machine_id = machine.id
-            state, display = _observe(ctx, name, state)  # libvirt/iptables before the write
-            with ctx.db.session() as s:
-                machine = s.get(Machine, machine_id)
-                if machine is None or machine.state in BUSY:
-                    return
-                if _write(s, machine, state, display, remove):
-                    log.info("machine %s is %s", name, machine.state)
-            for machine_id in remove:
-                timers.request_removal(ctx, machine_id)
+            log.warning("lifecycle event %s -> %s: the row kept changing, left to the "
+                        "next event or refresh", name, state)
         except Exception:  # an event must never kill the thread
             log.exception("lifecycle event %s -> %s not recorded", name, state)
+
+    @staticmethod
+    def _record(ctx: Context, name: str) -> bool:
+        """Write libvirt's state now (events arrive late: a request may have acted since
+        this one was sent). False when a request wrote the row between the read and the
+        write: its state may be newer than what libvirt said here, so read both again."""
+        with ctx.db.sessionmaker() as s:
+            machine = s.scalar(select(Machine).where(Machine.name == name))
+            if machine is None or machine.state in BUSY:
+                return True
+            machine_id, seen = machine.id, (machine.state, machine.updated_at)
+        try:
+            live = ctx.host.guest(name).state()
+        except GuestNotFound:
+            live = "unknown"
+        state, display = _observe(ctx, name, live)  # libvirt/iptables before the write
+        remove: list[int] = []
+        with ctx.db.session() as s:
+            machine = s.get(Machine, machine_id)
+            if machine is None or machine.state in BUSY:
+                return True
+            if (machine.state, machine.updated_at) != seen:
+                return False
+            if _write(s, machine, state, display, remove):
+                log.info("machine %s is %s", name, machine.state)
+        for removed in remove:
+            timers.request_removal(ctx, removed)
+        return True
 
     def _handle_graphics(self, name: str, phase: str) -> None:
         ctx = self.ctx
