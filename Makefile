@@ -13,6 +13,11 @@ PYTHON := /usr/bin/python3
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_FORCE_COLOR ?= $(if $(CI),0,1)
 
+# The desktop guest of the demo, the e2e and the KVM tests (scripts/build-guest-image.sh):
+# built once per machine, cached by a checksum of its recipe.
+export RAVADA_IMAGE_CACHE ?= /var/cache/ravada-ci
+export RAVADA_GUEST_IMAGE := $(RAVADA_IMAGE_CACHE)/debian-desktop.qcow2
+
 DEMO_NAME := ravada-demo
 DEMO_IMAGE := local/debian-systemd:12
 # docker run options from ../shared/notes/containers.md (systemd + KVM, no --privileged).
@@ -22,12 +27,13 @@ DOCKER_SYSTEMD_OPTS := \
 	--cgroupns=host -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock \
 	--device /dev/kvm --device /dev/net/tun --stop-signal SIGRTMIN+3
 
-.PHONY: help venv lint test-runtime docker images molecule test demo demo-destroy bench build clean distclean
+.PHONY: help venv lint test-runtime docker images guest-image molecule test demo demo-destroy bench build clean distclean
 
 help:
 	@echo "make venv          .venv from $(PYTHON) --system-site-packages + tooling + runtime[test]"
 	@echo "make lint          yamllint, ansible-lint (production profile), ruff on runtime/"
 	@echo "make test-runtime  the runtime's pytest suite"
+	@echo "make guest-image   the Debian desktop qcow2 (cached in $(RAVADA_IMAGE_CACHE))"
 	@echo "make molecule      molecule test -s default (Debian 12 and 13 systemd containers)"
 	@echo "make test          lint + test-runtime + molecule"
 	@echo "make demo          one Debian 12 container 'ravada-demo' deployed with inventories/local"
@@ -47,7 +53,7 @@ lint: venv
 	ansible-lint
 	cd runtime && ruff check .
 
-test-runtime: venv
+test-runtime: venv guest-image
 	cd runtime && ../$(VENV)/bin/pytest -q
 
 docker:
@@ -57,12 +63,15 @@ images: docker
 	bash scripts/build-image.sh 12
 	bash scripts/build-image.sh 13
 
-molecule: venv images
+guest-image:
+	bash scripts/build-guest-image.sh >/dev/null
+
+molecule: venv images guest-image
 	molecule test -s default $(if $(CI),--no-command-borders,)
 
 test: lint test-runtime molecule
 
-demo: venv docker
+demo: venv docker guest-image
 	bash scripts/build-image.sh 12
 	if ! docker container inspect $(DEMO_NAME) >/dev/null 2>&1; then
 		docker run -d --name $(DEMO_NAME) --hostname $(DEMO_NAME) $(DOCKER_SYSTEMD_OPTS) \

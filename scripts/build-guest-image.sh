@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# Build the demo/e2e guest: a small Debian 12 desktop as a qcow2.
+#
+#   scripts/build-guest-image.sh            -> prints the image's path
+#
+# What is in it: the Debian kernel, extlinux (unpartitioned disk), systemd, Xorg with
+# the qxl and modesetting drivers, openbox, an xterm titled "Ravada desktop",
+# the wallpaper colour #3465a4 (xsetroot; the e2e checks look for it), getty
+# autologin of the user "demo" (password "demo") on tty1 that runs startx,
+# spice-vdagent (display follows the client window) and qemu-guest-agent.
+#
+# Offline: every package comes from the Debian mirror this machine's apt is
+# configured with (read from /etc/apt/sources.list*, like build-image.sh), no
+# other download. Root is needed (loop device, mount, chroot).
+#
+# Cached: the image is named after a checksum of this script (the recipe: the
+# package list and every file it writes are in here) and of the mirror and
+# suite, in $RAVADA_IMAGE_CACHE (default /var/cache/ravada-ci). A second call
+# with the same recipe only prints the path. `debian-desktop.qcow2` in the same
+# directory is a symlink to the newest build. FORCE=1 rebuilds.
+set -euo pipefail
+
+suite=bookworm
+cache=${RAVADA_IMAGE_CACHE:-/var/cache/ravada-ci}
+disk_size=${GUEST_DISK_SIZE:-3G}   # virtual size; the qcow2 file holds only what is used
+wallpaper='#3465a4'
+
+log() { echo "build-guest-image: $*" >&2; }
+
+mirror=${DEBIAN_MIRROR:-}
+if [ -z "$mirror" ]; then
+    mirror=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null \
+        | awk '/^URIs:/ {for (i = 2; i <= NF; i++) print $i}' \
+        | grep -v -e security -e '^#' | grep '/debian/\?$' | head -n1 || true)
+fi
+if [ -z "$mirror" ]; then
+    mirror=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
+        | awk '$1 == "deb" {for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) {print $i; break}}' \
+        | grep -v security | grep '/debian/\?$' | head -n1 || true)
+fi
+if [ -z "$mirror" ]; then
+    log "no Debian mirror found in /etc/apt/sources.list*; set DEBIAN_MIRROR"
+    exit 1
+fi
+
+recipe=$( { cat "$0"; echo "$mirror $suite $disk_size"; } | sha256sum | cut -c1-16)
+image=$cache/debian-desktop-$recipe.qcow2
+if [ "${FORCE:-0}" != 1 ] && [ -s "$image" ]; then
+    ln -sfn "$(basename "$image")" "$cache/debian-desktop.qcow2"
+    log "cached ($recipe)"
+    echo "$image"
+    exit 0
+fi
+
+for tool in debootstrap extlinux qemu-img mkfs.ext4 losetup; do
+    command -v "$tool" >/dev/null || {
+        log "$tool is missing (Debian packages: debootstrap extlinux qemu-utils e2fsprogs)"
+        exit 1
+    }
+done
+
+packages=(
+    # boot and base system
+    linux-image-amd64 initramfs-tools systemd-sysv udev dbus libpam-systemd kmod
+    zstd procps less
+    # the X session: server, qxl + modesetting drivers, input, a window manager, a terminal
+    xserver-xorg-core xserver-xorg-video-qxl xserver-xorg-input-libinput xinit
+    x11-xserver-utils xfonts-base openbox xterm
+    # SPICE agent (clipboard, display resize) and the QEMU guest agent
+    spice-vdagent qemu-guest-agent
+)
+
+mkdir -p "$cache" "$cache/debs"
+work=$(mktemp -d /var/tmp/guest-image.XXXXXX)
+raw=$work/disk.raw
+root=$work/root   # the root filesystem is made here, then copied into the disk by mkfs
+mnt=$work/mnt
+loop=""
+cleanup() {
+    set +e
+    for fs in "$root/dev/pts" "$root/dev" "$root/proc" "$root/sys" "$mnt"; do
+        mountpoint -q "$fs" && umount -l "$fs"
+    done
+    [ -n "$loop" ] && losetup -d "$loop"
+    # never rm -rf through a mount (the chroot's /dev is the host's)
+    if grep -q " $work" /proc/mounts; then
+        log "left $work behind: something is still mounted there"
+    else
+        rm -rf "$work"
+    fi
+}
+trap cleanup EXIT
+start=$(date +%s)
+
+log "debootstrap $suite from $mirror (${#packages[@]} packages + dependencies)"
+# No recommends: only what is listed and what it depends on. Downloaded packages are
+# kept in $cache/debs for the next build.
+if ! debootstrap --variant=minbase --cache-dir="$cache/debs" \
+        --include="$(IFS=,; echo "${packages[*]}")" \
+        "$suite" "$root" "$mirror" >"$work/debootstrap.log" 2>&1; then
+    tail -n 40 "$work/debootstrap.log" >&2
+    [ -f "$root/debootstrap/debootstrap.log" ] && tail -n 40 "$root/debootstrap/debootstrap.log" >&2
+    exit 1
+fi
+log "debootstrap done after $(( $(date +%s) - start ))s"
+
+mount --bind /dev "$root/dev"
+mount --bind /dev/pts "$root/dev/pts"
+mount -t proc proc "$root/proc"
+mount -t sysfs sys "$root/sys"
+in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root "$@"; }
+
+uuid=$(cat /proc/sys/kernel/random/uuid)
+echo "UUID=$uuid / ext4 errors=remount-ro,noatime 0 1" >"$root/etc/fstab"
+echo ravada-desktop >"$root/etc/hostname"
+printf '127.0.0.1\tlocalhost\n127.0.1.1\travada-desktop\n' >"$root/etc/hosts"
+cat >"$root/etc/apt/sources.list" <<EOF
+deb $mirror $suite main
+EOF
+
+# Kernel modules the guest never needs (hardware a KVM guest does not have);
+# the initramfs holds only what finds the root disk.
+kver=$(basename "$(ls -d "$root"/lib/modules/*)")
+moddir=$root/lib/modules/$kver/kernel
+rm -rf "$moddir"/sound "$moddir"/drivers/{media,infiniband,isdn,staging,bluetooth,iio,misc/cardreader}
+rm -rf "$moddir"/drivers/net/{wireless,ethernet,can,usb}
+rm -rf "$moddir"/net/{wireless,mac80211,bluetooth}
+find "$moddir"/drivers/gpu/drm -mindepth 1 -maxdepth 1 -type d \
+    ! -name qxl ! -name virtio ! -name tiny ! -name ttm ! -name display ! -name scheduler \
+    -exec rm -rf {} +
+in_root depmod "$kver"
+cat >"$root/etc/initramfs-tools/conf.d/ravada.conf" <<'EOF'
+MODULES=list
+COMPRESS=zstd
+EOF
+printf '%s\n' virtio_pci virtio_blk virtio_scsi ext4 >"$root/etc/initramfs-tools/modules"
+in_root update-initramfs -u -k "$kver" >/dev/null
+
+# Bootloader: extlinux in /boot/extlinux (installed once the disk is made, below).
+mkdir -p "$root/boot/extlinux"
+cat >"$root/boot/extlinux/extlinux.conf" <<EOF
+DEFAULT debian
+TIMEOUT 0
+PROMPT 0
+LABEL debian
+  LINUX /boot/vmlinuz-$kver
+  INITRD /boot/initrd.img-$kver
+  APPEND root=UUID=$uuid ro quiet console=tty0 systemd.show_status=false
+EOF
+
+# The demo user, logged in automatically on tty1; its login shell starts X.
+in_root useradd -m -s /bin/bash -G video,audio,input demo
+echo 'demo:demo' | in_root chpasswd
+mkdir -p "$root/etc/systemd/system/getty@tty1.service.d"
+cat >"$root/etc/systemd/system/getty@tty1.service.d/autologin.conf" <<'EOF'
+[Service]
+ExecStart=
+ExecStart=-/sbin/agetty --autologin demo --noclear --noissue %I $TERM
+EOF
+cat >"$root/home/demo/.bash_profile" <<'EOF'
+if [ -z "$DISPLAY" ] && [ "$(tty)" = /dev/tty1 ]; then
+    exec startx -- -nolisten tcp >"$HOME/.xsession.log" 2>&1
+fi
+EOF
+cat >"$root/home/demo/.xinitrc" <<EOF
+# The Ravada demo desktop: a known wallpaper colour, the SPICE agent, a terminal.
+xsetroot -solid '$wallpaper'
+spice-vdagent
+xterm -title 'Ravada desktop' -geometry 80x20+48+48 &
+exec openbox
+EOF
+in_root chown -R demo:demo /home/demo
+
+# Boot fast: no waiting for a network, no periodic jobs.
+in_root systemctl enable systemd-networkd >/dev/null 2>&1
+mkdir -p "$root/etc/systemd/network"
+printf '[Match]\nName=en*\n\n[Network]\nDHCP=yes\n' >"$root/etc/systemd/network/50-dhcp.network"
+in_root systemctl mask systemd-networkd-wait-online.service apt-daily.timer \
+    apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer >/dev/null 2>&1 || true
+in_root systemctl set-default graphical.target >/dev/null
+
+# Small: no package caches, documentation or man pages.
+rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* \
+    "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/info/* \
+    "$root"/debootstrap "$root"/var/log/*.log
+umount -l "$root/dev/pts" "$root/dev" "$root/proc" "$root/sys"
+
+# No partition table: ext4 over the whole disk, filled from $root (mke2fs -d), and
+# extlinux's boot sector in sector 0, which SeaBIOS runs like any MBR (loop partition
+# scanning is not available everywhere; an unpartitioned disk needs none). ext4 without
+# 64bit and metadata_csum so that extlinux reads it.
+truncate -s "$disk_size" "$raw"
+mkfs.ext4 -q -F -L rvd-root -U "$uuid" -O ^64bit,^metadata_csum -d "$root" "$raw"
+loop=$(losetup --find --show "$raw")
+mkdir -p "$mnt"
+mount "$loop" "$mnt"
+extlinux --install "$mnt/boot/extlinux" >/dev/null 2>&1
+umount "$mnt"
+losetup -d "$loop"
+loop=""
+qemu-img convert -c -O qcow2 "$raw" "$work/disk.qcow2"
+mv "$work/disk.qcow2" "$image"
+ln -sfn "$(basename "$image")" "$cache/debian-desktop.qcow2"
+# Older builds of other recipes go.
+find "$cache" -maxdepth 1 -name 'debian-desktop-*.qcow2' ! -name "$(basename "$image")" -delete
+log "built $image in $(( $(date +%s) - start ))s ($(du -h "$image" | cut -f1) on disk, virtual $disk_size)"
+echo "$image"
