@@ -162,3 +162,37 @@ def run_requests(config: Config, db: Database, command: str, machines: list[tupl
     deadline = time.monotonic() + timeout
     return [(name, queue.wait_for(db, rid, max(0.0, deadline - time.monotonic())))
             for name, rid in ids]
+
+
+def add_base(config: Config, db: Database, image: str, name: str, description: str,
+             memory_mb: int, vcpus: int, public: bool, timeout: float) -> tuple[int, bool]:
+    """A prepared base ``name`` from the pool's disk image ``image`` (``<x>.image.qcow2``).
+
+    Idempotent: an existing base of that name only gets ``description`` and ``public``
+    set. Runs ``create`` (an overlay on the image) then ``prepare_base`` through the queue,
+    so rvd_back must be running. Returns (machine id, whether anything was made).
+    """
+    with db.session() as s:
+        m = s.scalar(select(Machine).where(Machine.name == name))
+        if m is not None:
+            if not m.is_base:
+                raise AdminError(f"machine {name!r} exists and is not a base")
+            m.description, m.is_public = description, public
+            return m.id, False
+    args = {"name": name, "image": image, "memory_mb": memory_mb, "vcpus": vcpus}
+    for command in ("create", "prepare_base"):
+        require_backend(db)
+        with db.session() as s:
+            machine_id = s.scalar(select(Machine.id).where(Machine.name == name))
+            rid = queue.enqueue(s, command, args if command == "create" else None,
+                                machine_id=machine_id).id
+        queue.notify(config.queue.socket)
+        req = queue.wait_for(db, rid, timeout)
+        if req.status != "done":
+            raise AdminError(f"{command} {name}: {req.error or f'still {req.status}'}")
+    with db.session() as s:
+        m = s.scalar(select(Machine).where(Machine.name == name))
+        if m is None:
+            raise AdminError(f"machine {name!r} vanished while it was made a base")
+        m.description, m.is_public = description, public
+        return m.id, True

@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     act.add_argument("--list", action="store_true", help="list machines")
     act.add_argument("--import-domain", metavar="NAME",
                      help="adopt an existing libvirt domain as a machine")
+    act.add_argument("--add-base", metavar="IMAGE",
+                     help="make a prepared base from the disk image volume IMAGE "
+                          "(<name>.image.qcow2 in the storage pool); needs --name")
     act.add_argument("--hibernate", metavar="MACHINE", nargs="*",
                      help="hibernate the named machines (or every running one with --all)")
     act.add_argument("--shutdown", metavar="MACHINE", nargs="*",
@@ -53,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--admin", action="store_true", help="with --add-user: make it an admin")
     p.add_argument("--owner", metavar="NAME", help="with --import-domain: the owner")
     p.add_argument("--all", action="store_true", help="with --hibernate/--shutdown")
+    p.add_argument("--name", help="with --add-base: the machine name")
+    p.add_argument("--description", default="", help="with --add-base: shown to users")
+    p.add_argument("--memory", type=int, default=512, metavar="MB", help="with --add-base")
+    p.add_argument("--vcpus", type=int, default=1, help="with --add-base")
+    p.add_argument("--public", action="store_true", help="with --add-base: offer it to users")
     p.add_argument("--wait", type=float, default=600, metavar="SECONDS",
                    help="with --hibernate/--shutdown: how long to wait (default 600)")
     return p
@@ -65,6 +73,10 @@ def _check_usage(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
         p.error("--password-file goes with --add-user or --change-password")
     if a.owner and not a.import_domain:
         p.error("--owner goes with --import-domain")
+    if a.add_base and not a.name:
+        p.error("--add-base needs --name")
+    if (a.name or a.description or a.public) and not a.add_base:
+        p.error("--name, --description and --public go with --add-base")
     bulk = a.hibernate if a.hibernate is not None else a.shutdown
     if a.all and bulk is None:
         p.error("--all goes with --hibernate or --shutdown")
@@ -141,6 +153,10 @@ def _admin(cfg: rconfig.Config, a: argparse.Namespace) -> int:
         elif a.import_domain:
             machine_id = admin.import_domain(cfg, db, a.import_domain, a.owner)
             print(f"imported {a.import_domain} as machine {machine_id}")
+        elif a.add_base:
+            machine_id, made = admin.add_base(cfg, db, a.add_base, a.name, a.description,
+                                              a.memory, a.vcpus, a.public, a.wait)
+            print(f"{'created' if made else 'kept'} base {a.name} (machine {machine_id})")
         elif a.hibernate is not None:
             return _bulk(cfg, db, "hibernate", a.hibernate, a.all, a.wait)
         elif a.shutdown is not None:
@@ -184,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     is_admin = any(getattr(a, k) not in (None, False) for k in (
         "add_user", "change_password", "make_admin", "remove_admin", "remove_user", "list",
-        "import_domain", "hibernate", "shutdown", "upgrade_db"))
+        "import_domain", "add_base", "hibernate", "shutdown", "upgrade_db"))
     # The daemon logs to stdout (journald); admin commands keep stdout for their output.
     logging.basicConfig(stream=sys.stderr if is_admin else sys.stdout,
                         level="WARNING" if is_admin else cfg.log_level,

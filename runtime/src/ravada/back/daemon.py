@@ -73,7 +73,8 @@ class Daemon:
         self._sink = EventSink()
         self._own_host = host is None
         self.host = host or Host(config.libvirt.uri, config.libvirt.storage_pool,
-                                 on_state=self._sink, on_graphics=self._sink.graphics)
+                                 on_state=self._sink, on_graphics=self._sink.graphics,
+                                 on_agent=self._sink.agent)
         self.ctx = Context(config, self.db, self.host, firewall or make_firewall(config),
                            Path(screenshot_dir))
         self._sink.ctx = self.ctx

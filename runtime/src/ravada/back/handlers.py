@@ -28,6 +28,7 @@ from ravada.back.machines import (
     discard,
     forget_access,
     get_machine,
+    image_path,
     own_volumes,
 )
 from ravada.back.sync import sync_all
@@ -175,8 +176,11 @@ def create(ctx: Context, job: Job) -> Result:
     vcpus = int_arg(args, "vcpus", *VCPUS, default=1)
     disk_gb = int_arg(args, "disk_gb", *DISK_GB, default=None)
     iso = iso_path(ctx, args.get("iso"))
-    if iso is None and disk_gb is None:
-        raise RequestError("create needs an iso, a disk_gb, or both")
+    image = image_path(ctx, args.get("image"))
+    if image is not None and (iso is not None or disk_gb is not None):
+        raise RequestError("create takes an image alone, without iso or disk_gb")
+    if iso is None and disk_gb is None and image is None:
+        raise RequestError("create needs an iso, a disk_gb, or both (or an image)")
     owner_id = args.get("owner_id", job.user_id)
     if owner_id is not None:
         _user(ctx, owner_id)
@@ -187,9 +191,13 @@ def create(ctx: Context, job: Job) -> Result:
         raise RequestError(f"a libvirt domain or volume named {name!r} already exists")
     machine_id = _new_machine(ctx, job, name=name, owner_id=owner_id, memory_mb=memory_mb,
                               vcpus=vcpus, disk_gb=disk_gb or 0, iso=args.get("iso") or None)
-    _define_new(ctx, name, machine_id,
-                lambda: [ctx.storage.create_disk(name, disk_gb)] if disk_gb else [],
-                memory_mb, vcpus, iso)
+
+    def disks() -> list[str]:
+        if image:  # copy-on-write on the image: O(1), the image stays as it is
+            return [ctx.storage.create_overlay(name, image)]
+        return [ctx.storage.create_disk(name, disk_gb)] if disk_gb else []
+
+    _define_new(ctx, name, machine_id, disks, memory_mb, vcpus, iso)
     return {"machine_id": machine_id}
 
 

@@ -61,6 +61,29 @@ def volume_path(ctx: Context, volume: str) -> str | None:
         return None
 
 
+IMAGE_SUFFIX = ".image.qcow2"
+
+
+def image_path(ctx: Context, image: object) -> str | None:
+    """Path of the disk image volume ``<stem>.image.qcow2`` in the pool, or None for None.
+
+    A base made from an image gets an overlay on it; the image itself is never written or
+    deleted by Ravada. Only the admin CLI passes images (the front has no such field).
+    """
+    if image is None:
+        return None
+    stem = image[: -len(IMAGE_SUFFIX)] if isinstance(image, str) else ""
+    if not isinstance(image, str) or not image.endswith(IMAGE_SUFFIX) or not NAME_RE.match(stem):
+        raise RequestError(f"bad image {image!r}: a volume name <name>{IMAGE_SUFFIX} "
+                           "in the storage pool")
+    with contextlib.suppress(libvirt.libvirtError):
+        ctx.storage.pool().refresh(0)  # the file may have been copied in just now
+    path = volume_path(ctx, image)
+    if path is None:
+        raise RequestError(f"no image {image!r} in storage pool {ctx.storage.pool_name!r}")
+    return path
+
+
 def own_volumes(ctx: Context, name: str) -> list[str]:
     """Paths of the volumes named after machine ``name`` (disk and base image)."""
     found = (volume_path(ctx, f"{name}{ext}") for ext in (".qcow2", ".base.qcow2"))

@@ -47,6 +47,7 @@ def _write(s: Any, machine: Machine, state: str, display: dict[str, Any] | None,
         machine.display = display
     elif state != "paused":
         forget_access(s, machine)
+        machine.guest_info = None  # the agent's report ends with the guest
     if timers.on_state(s, machine, before[0]) and remove is not None:
         remove.append(machine.id)
     return before != (machine.state, machine.display)
@@ -177,6 +178,25 @@ class EventSink:
             queue.notify(ctx.config.queue.socket)  # the daemon re-reads its next deadline
         except Exception:
             log.exception("graphics event %s %s not recorded", name, phase)
+
+    def agent(self, name: str, connected: bool) -> None:
+        """``on_agent`` for :class:`~ravada.virt.Host`: the guest agent came or went."""
+        self._pool.submit(self._handle_agent, name, connected)
+
+    def _handle_agent(self, name: str, connected: bool) -> None:
+        ctx = self.ctx
+        if ctx is None:
+            return
+        try:
+            info = ctx.host.guest(name).agent_info() if connected else None
+            with ctx.db.session() as s:
+                machine = s.scalar(select(Machine).where(Machine.name == name))
+                if machine is None or machine.state in BUSY:
+                    return
+                machine.guest_info = info
+            log.info("guest agent of %s: %s", name, info or "gone")
+        except Exception:  # an event must never kill the thread
+            log.exception("guest agent event of %s not recorded", name)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -88,6 +88,8 @@ class Machine(Base):
     domain_uuid: Mapped[str | None] = mapped_column(String(36), nullable=True)
     # {"listen": ip, "spice": port, "spice_tls": port|None, "vnc": port}
     display: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # what the guest agent reported: {"hostname": str|None, "addresses": [..]}; None: no agent
+    guest_info: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     description: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)

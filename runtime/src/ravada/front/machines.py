@@ -54,6 +54,7 @@ def machine_json(m: Machine, owner: str | None = None) -> dict[str, Any]:
                        "pool_started": m.pool_started, "run_timeout": m.run_timeout,
                        "shutdown_disconnected": bool(m.shutdown_disconnected),
                        "shutdown_grace": m.shutdown_grace}} if m.is_base else {}),
+        "guest": m.guest_info or None,
     }
 
 

@@ -107,7 +107,7 @@ _port_or_null = _null({"type": "integer", "minimum": 1, "maximum": 65535})
 _MACHINE_KEYS = ["id", "name", "state", "owner_id", "owner", "base_id", "is_base", "is_public",
                  "memory_mb", "vcpus", "disk_gb", "iso", "description", "created_at",
                  "volatile", "is_pool", "connected", "last_connected_at", "run_until",
-                 "idle_until"]
+                 "idle_until", "guest"]
 _REQUEST_KEYS = ["id", "command", "status", "error", "result", "machine_id", "user_id",
                  "created_at", "started_at", "finished_at", "duration_s"]
 
@@ -131,7 +131,10 @@ SCHEMAS: dict[str, Any] = {
         is_public=_bool, memory_mb=_int, vcpus=_int, disk_gb=_int, iso=_null(_str),
         description=_str, created_at=_time, volatile=_bool, is_pool=_bool, connected=_bool,
         last_connected_at=_time_or_null, run_until=_time_or_null, idle_until=_time_or_null,
-        policy=_ref("Policy")),  # policy: bases only
+        policy=_ref("Policy"),  # policy: bases only
+        # what the QEMU guest agent reports; null when none answers
+        guest=_null(_object(["hostname", "addresses"], hostname=_null(_str),
+                            addresses={"type": "array", "items": _str}))),
     "Base": _object(["id", "name", "description", "is_public", "clone", "pending_request",
                      "volatile", "notices"],
                     id=_int, name=_str, description=_str, is_public=_bool,

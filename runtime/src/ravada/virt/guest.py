@@ -1,7 +1,9 @@
 """One libvirt domain (:class:`Guest`), the thing a Ravada machine runs as.
 
 States: ``running``, ``shutdown``, ``paused``, ``hibernated`` (shut off with a managed save).
-``shutdown(timeout)`` sends ACPI and waits for libvirt's lifecycle event (no polling);
+``shutdown(timeout)`` asks the guest agent (falling back to the ACPI power button when no
+agent answers) and waits for libvirt's lifecycle event (no polling); ``agent_info()`` is what
+the guest agent reports (hostname, addresses) or None;
 ``hibernate()`` is ``managedSave``; ``start()`` and ``resume()`` restore a managed save.
 ``display()`` reads the ports from the LIVE XML; ``set_display_password()`` sets a one-time
 password with an expiry on the SPICE and the VNC graphics of the running domain (VNC uses only
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import libvirt
 
+from ravada.virt import agent
 from ravada.virt.errors import GuestNotFound, VirtError
 
 if TYPE_CHECKING:
@@ -46,6 +49,9 @@ _STATE = {
     libvirt.VIR_DOMAIN_CRASHED: "shutdown",
     libvirt.VIR_DOMAIN_PMSUSPENDED: "paused",
 }
+# The guest agent first (a clean shutdown from inside), the ACPI power button when no agent.
+SHUTDOWN_FLAGS = (libvirt.VIR_DOMAIN_SHUTDOWN_GUEST_AGENT
+                  | libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN)
 _UNDEFINE_FLAGS = (
     libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
     | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA,
@@ -116,14 +122,22 @@ class Guest:
         self.host.note_state(self.name, self.state())
 
     def shutdown(self, timeout: float) -> bool:
-        """ACPI shutdown; wait up to ``timeout`` s for the stop event. True if it stopped."""
+        """Clean shutdown through the guest agent or ACPI; wait up to ``timeout`` s for the
+        stop event. True if it stopped."""
         if self.state() in STOPPED:
             return True
         since = self.host.event_seq()
 
         def run(dom: libvirt.virDomain) -> None:
             try:
-                dom.shutdown()
+                try:
+                    dom.shutdownFlags(SHUTDOWN_FLAGS)
+                except libvirt.libvirtError as err:
+                    # drivers without agent/ACPI modes (the test driver) take the plain call
+                    if not _is(err, libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT,
+                               libvirt.VIR_ERR_ARGUMENT_UNSUPPORTED):
+                        raise
+                    dom.shutdown()
             except libvirt.libvirtError as err:
                 if not (_is(err, libvirt.VIR_ERR_OPERATION_INVALID) and not dom.isActive()):
                     raise  # "domain is not running" after a race is fine
@@ -159,6 +173,10 @@ class Guest:
                 dom.reset(0)
 
         self._run("reboot", run)
+
+    def agent_info(self) -> dict | None:
+        """``{"hostname", "addresses"}`` from the guest agent; None when no agent answers."""
+        return self._run("ask the guest agent of", agent.read_info)
 
     def hibernate(self, timeout: float = math.inf) -> None:
         """Save the running domain's memory to a managed save and stop it.

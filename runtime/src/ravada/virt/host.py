@@ -3,9 +3,11 @@
 ``Host(uri, pool, on_state=None)`` opens ``uri``. ``on_state(name, state)`` is called from the
 event thread for libvirt lifecycle events, with state one of ``running``, ``shutdown``,
 ``paused``, ``hibernated`` (a stop that saved a managed save); crashes report ``shutdown``.
-Consecutive equal states of a domain are reported once. ``on_state`` also runs in the thread of
-a Guest call whose outcome is known (start, force_shutdown, hibernate), so it must be
-thread-safe and quick (hand the work to a queue).
+Consecutive equal states of a domain are reported once. ``on_agent(name, connected)`` is
+called from the event thread when a domain's QEMU guest agent connects or goes away (libvirt's
+agent lifecycle event), so the agent's report is read when there is one, without polling.
+``on_state`` also runs in the thread of a Guest call whose outcome is known (start,
+force_shutdown, hibernate), so it must be thread-safe and quick (hand the work to a queue).
 libvirt's default event loop is registered once per process and runs in a daemon thread.
 When libvirtd goes away the close callback starts a reconnect with backoff; after it
 reconnects, events are registered again and ``on_state`` is called for every domain with its
@@ -48,6 +50,7 @@ _GRAPHICS_PHASE = {
     libvirt.VIR_DOMAIN_EVENT_GRAPHICS_CONNECT: "connect",
     libvirt.VIR_DOMAIN_EVENT_GRAPHICS_DISCONNECT: "disconnect",
 }
+OnAgent = Callable[[str, bool], None]
 
 _E = libvirt
 # lifecycle event -> state (None: not a state change we report)
@@ -106,11 +109,13 @@ class Host:
     RECONNECT_MAX_DELAY = 5.0
 
     def __init__(self, uri: str, pool: str, on_state: OnState | None = None,
-                 on_graphics: OnGraphics | None = None) -> None:
+                 on_graphics: OnGraphics | None = None,
+                 on_agent: OnAgent | None = None) -> None:
         self.uri = uri
         self.on_state = on_state
         self.on_graphics = on_graphics
         self._graphics_id: int | None = None
+        self.on_agent = on_agent
         self.storage = Storage(self.call, pool)
         self._lock = threading.RLock()
         self._cond = threading.Condition()
@@ -118,6 +123,7 @@ class Host:
         self._seq = 0
         self._conn: libvirt.virConnect | None = None
         self._callback_id: int | None = None
+        self._agent_callback_id: int | None = None
         self._closed = False
         self._reconnecting = False
         self.generation = 0  # bumped on every (re)connect; Guest re-looks its domain up
@@ -139,6 +145,8 @@ class Host:
             if self.on_graphics is not None:
                 self._graphics_id = conn.domainEventRegisterAny(
                     None, libvirt.VIR_DOMAIN_EVENT_ID_GRAPHICS, self._on_graphics_event, None)
+            self._agent_callback_id = conn.domainEventRegisterAny(
+                None, libvirt.VIR_DOMAIN_EVENT_ID_AGENT_LIFECYCLE, self._on_agent_event, None)
         except libvirt.libvirtError as err:
             conn.close()
             raise wrap(f"cannot watch events of {self.uri}", err) from None
@@ -159,6 +167,7 @@ class Host:
         graphics_id = self._graphics_id
         for undo in (lambda: conn.domainEventDeregisterAny(self._callback_id),
                      lambda: graphics_id is None or conn.domainEventDeregisterAny(graphics_id),
+                     lambda: conn.domainEventDeregisterAny(self._agent_callback_id),
                      conn.unregisterCloseCallback, conn.close):
             try:
                 undo()
@@ -257,6 +266,15 @@ class Host:
             self.on_graphics(dom.name(), what)
         except Exception:
             log.exception("on_graphics(%r, %r) failed", dom.name(), what)
+
+    def _on_agent_event(self, _conn: libvirt.virConnect, dom: libvirt.virDomain, state: int,
+                        _reason: int, _opaque: object) -> None:
+        connected = state == libvirt.VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_STATE_CONNECTED
+        if self.on_agent is not None:
+            try:
+                self.on_agent(dom.name(), connected)
+            except Exception:
+                log.exception("on_agent(%r, %r) failed", dom.name(), connected)
 
     def _emit(self, name: str, state: str) -> None:
         with self._cond:
