@@ -61,7 +61,7 @@ done
 
 packages=(
     # boot and base system
-    linux-image-amd64 initramfs-tools systemd-sysv udev dbus libpam-systemd kmod
+    linux-image-amd64 initramfs-tools systemd-sysv udev dbus dbus-user-session libpam-systemd kmod
     zstd procps less
     # the X session: server, qxl + modesetting drivers, input, a window manager, a terminal
     xserver-xorg-core xserver-xorg-video-qxl xserver-xorg-input-libinput xinit
@@ -95,7 +95,8 @@ start=$(date +%s)
 log "debootstrap $suite from $mirror (${#packages[@]} packages + dependencies)"
 # No recommends: only what is listed and what it depends on. Downloaded packages are
 # kept in $cache/debs for the next build.
-if ! debootstrap --variant=minbase --cache-dir="$cache/debs" \
+# INITRD=No: the kernel's hook makes no initramfs yet (one is made below, small).
+if ! INITRD=No debootstrap --variant=minbase --cache-dir="$cache/debs" \
         --include="$(IFS=,; echo "${packages[*]}")" \
         "$suite" "$root" "$mirror" >"$work/debootstrap.log" 2>&1; then
     tail -n 40 "$work/debootstrap.log" >&2
@@ -134,7 +135,7 @@ MODULES=list
 COMPRESS=zstd
 EOF
 printf '%s\n' virtio_pci virtio_blk virtio_scsi ext4 >"$root/etc/initramfs-tools/modules"
-in_root update-initramfs -u -k "$kver" >/dev/null
+in_root update-initramfs -c -k "$kver" >/dev/null
 
 # Bootloader: extlinux in /boot/extlinux (installed once the disk is made, below).
 mkdir -p "$root/boot/extlinux"
