@@ -3,7 +3,7 @@
 #
 #   scripts/build-guest-image.sh            -> prints the image's path
 #
-# What is in it: the Debian kernel, extlinux (unpartitioned disk), systemd, Xorg with
+# What is in it: the Debian kernel, GRUB (BIOS, core image in the post-MBR gap), systemd, Xorg with
 # the qxl and modesetting drivers, openbox, an xterm titled "Ravada desktop",
 # the wallpaper colour #3465a4 (xsetroot; the e2e checks look for it), getty
 # autologin of the user "demo" (password "demo") on tty1 that runs startx,
@@ -52,12 +52,14 @@ if [ "${FORCE:-0}" != 1 ] && [ -s "$image" ]; then
     exit 0
 fi
 
-for tool in debootstrap extlinux qemu-img mkfs.ext4 losetup; do
+for tool in debootstrap grub-mkimage qemu-img mkfs.ext4 sfdisk; do
     command -v "$tool" >/dev/null || {
-        log "$tool is missing (Debian packages: debootstrap extlinux qemu-utils e2fsprogs)"
+        log "$tool is missing (Debian packages: debootstrap grub-pc-bin qemu-utils e2fsprogs fdisk)"
         exit 1
     }
 done
+grub_dir=/usr/lib/grub/i386-pc
+[ -r "$grub_dir/boot.img" ] || { log "$grub_dir is missing (Debian package grub-pc-bin)"; exit 1; }
 
 packages=(
     # boot and base system
@@ -74,14 +76,11 @@ mkdir -p "$cache" "$cache/debs"
 work=$(mktemp -d /var/tmp/guest-image.XXXXXX)
 raw=$work/disk.raw
 root=$work/root   # the root filesystem is made here, then copied into the disk by mkfs
-mnt=$work/mnt
-loop=""
 cleanup() {
     set +e
-    for fs in "$root/dev/pts" "$root/dev" "$root/proc" "$root/sys" "$mnt"; do
+    for fs in "$root/dev/pts" "$root/dev" "$root/proc" "$root/sys"; do
         mountpoint -q "$fs" && umount -l "$fs"
     done
-    [ -n "$loop" ] && losetup -d "$loop"
     # never rm -rf through a mount (the chroot's /dev is the host's)
     if grep -q " $work" /proc/mounts; then
         log "left $work behind: something is still mounted there"
@@ -137,16 +136,13 @@ EOF
 printf '%s\n' virtio_pci virtio_blk virtio_scsi ext4 >"$root/etc/initramfs-tools/modules"
 in_root update-initramfs -c -k "$kver" >/dev/null
 
-# Bootloader: extlinux in /boot/extlinux (installed once the disk is made, below).
-mkdir -p "$root/boot/extlinux"
-cat >"$root/boot/extlinux/extlinux.conf" <<EOF
-DEFAULT debian
-TIMEOUT 0
-PROMPT 0
-LABEL debian
-  LINUX /boot/vmlinuz-$kver
-  INITRD /boot/initrd.img-$kver
-  APPEND root=UUID=$uuid ro quiet console=tty0 systemd.show_status=false
+# Bootloader: GRUB reads this (the core image below has the modules to find it).
+mkdir -p "$root/boot/grub"
+cat >"$root/boot/grub/grub.cfg" <<EOF
+set timeout=0
+linux /boot/vmlinuz-$kver root=UUID=$uuid ro quiet console=tty0 systemd.show_status=false
+initrd /boot/initrd.img-$kver
+boot
 EOF
 
 # The demo user, logged in automatically on tty1; its login shell starts X.
@@ -186,19 +182,19 @@ rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* \
     "$root"/debootstrap "$root"/var/log/*.log
 umount -l "$root/dev/pts" "$root/dev" "$root/proc" "$root/sys"
 
-# No partition table: ext4 over the whole disk, filled from $root (mke2fs -d), and
-# extlinux's boot sector in sector 0, which SeaBIOS runs like any MBR (loop partition
-# scanning is not available everywhere; an unpartitioned disk needs none). ext4 without
-# 64bit and metadata_csum so that extlinux reads it.
+# One MBR partition from 1 MiB holding ext4, filled from $root (mke2fs -d, no loop
+# device or mount needed); GRUB's boot.img in the MBR loads its core image from the
+# sectors after it (the gap before the partition), which finds /boot/grub/grub.cfg.
+# (extlinux does not run under nested KVM: an emulation failure in its mode switches.)
 truncate -s "$disk_size" "$raw"
-mkfs.ext4 -q -F -L rvd-root -U "$uuid" -O ^64bit,^metadata_csum -d "$root" "$raw"
-loop=$(losetup --find --show "$raw")
-mkdir -p "$mnt"
-mount "$loop" "$mnt"
-extlinux --install "$mnt/boot/extlinux" >/dev/null 2>&1
-umount "$mnt"
-losetup -d "$loop"
-loop=""
+echo 'start=2048, type=83, bootable' | sfdisk -q "$raw"
+fs_kib=$(( $(stat -c %s "$raw") / 1024 - 1024 ))
+mkfs.ext4 -q -F -L rvd-root -U "$uuid" -E offset=1048576 -d "$root" "$raw" "${fs_kib}k"
+grub-mkimage -O i386-pc -o "$work/core.img" -p '(hd0,msdos1)/boot/grub' \
+    biosdisk part_msdos ext2 normal linux configfile
+[ "$(stat -c %s "$work/core.img")" -lt $(( 2047 * 512 )) ] || { log "core.img too big"; exit 1; }
+dd if="$grub_dir/boot.img" of="$raw" bs=440 count=1 conv=notrunc status=none
+dd if="$work/core.img" of="$raw" bs=512 seek=1 conv=notrunc status=none
 qemu-img convert -c -O qcow2 "$raw" "$work/disk.qcow2"
 mv "$work/disk.qcow2" "$image"
 ln -sfn "$(basename "$image")" "$cache/debian-desktop.qcow2"
