@@ -12,7 +12,6 @@ Linux kernel's decompressor (measured: no "Decompressing Linux" after 60 s, whil
 the desktop in about 110 s on the loaded 2-core machine). ``RAVADA_DESKTOP_DOMAIN_TYPE=kvm``
 runs it on KVM where KVM works, with the 30 s boot limit of issue #10.
 """
-# ruff: noqa: F811  (the kvm fixtures are imported by name)
 
 from __future__ import annotations
 
@@ -27,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kvm import Cleanup, kvm_cleanup, kvm_host  # noqa: F401
+from kvm import Cleanup
 from PIL import Image
 
 from ravada.virt import Guest, Host, render_domain
