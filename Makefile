@@ -53,7 +53,7 @@ lint: venv
 	ansible-lint
 	cd runtime && ruff check .
 
-test-runtime: venv guest-image
+test-runtime: venv
 	cd runtime && ../$(VENV)/bin/pytest -q
 
 docker:
