@@ -1,14 +1,14 @@
 """machines.guest_info: what the QEMU guest agent reports (hostname, addresses)
 
 Revision ID: 0002_desktop
-Revises: 0002_classroom
+Revises: 0002_sessions
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0002_desktop"
-down_revision = "0002_classroom"
+down_revision = "0002_sessions"
 branch_labels = None
 depends_on = None
 
