@@ -85,6 +85,7 @@ def _record(ctx: Context, machine_id: int, guest: Guest) -> str:
             machine.display = display
         elif state != "paused":
             forget_access(s, machine)
+            machine.guest_info = None  # the agent's report ends with the guest
         timers.on_state(s, machine, before)  # deadlines now; a volatile's removal: events
     return state
 
