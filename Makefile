@@ -53,7 +53,7 @@ lint: venv
 	ansible-lint
 	cd runtime && ruff check .
 
-test-runtime: venv
+test-runtime: venv guest-image
 	cd runtime && ../$(VENV)/bin/pytest -q
 
 docker:
