@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,6 +23,10 @@ from strict import STRICT_MARKS, STRICT_VAR, strict, unavailable
 from ravada import config as rconfig
 from ravada.db import Database
 from ravada.db.migrate import upgrade
+
+# queue.socket must lie in the runtime directory (ravada.config.check_socket_path); the
+# tests keep their sockets in pytest's temporary directories, daemons in subprocesses too.
+os.environ.setdefault(rconfig.RUNTIME_DIR_ENV, tempfile.gettempdir())
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -2,21 +2,35 @@
 
 The file path comes from ``--config``, then the ``RAVADA_CONFIG`` environment
 variable, then ``/etc/ravada.conf``. Every key has a default, so an empty file
-is valid; an unknown key or a value of the wrong kind raises ``ConfigError``
-naming the key and the reason.
+is valid for tools and tests; the daemons of a deployed host load it with
+``required=True`` (``--config-required``): then a missing or empty file, or one
+without ``database.url``, is an error. An unknown key or a value of the wrong
+kind raises ``ConfigError`` naming the key and the reason.
+
+rvd_back runs as root with what this file says, so values that would make root
+run a program (a libvirt URI with the ``ext`` transport or a ``command=``) or
+unlink and re-create a file anywhere (``queue.socket`` outside the runtime
+directory) are refused, whoever wrote the file.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import posixpath
+import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
+from urllib.parse import parse_qsl, urlsplit
 
 import yaml
 
 DEFAULT_PATH = "/etc/ravada.conf"
+# The only directory queue.socket may live in (rvd_back's RuntimeDirectory). The
+# environment can point it elsewhere (tests): only root sets a root daemon's environment.
+RUNTIME_DIR = "/run/ravada"
+RUNTIME_DIR_ENV = "RAVADA_RUNTIME_DIR"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -73,6 +87,11 @@ class FrontConfig:
     iso_dir: str = "/var/lib/ravada/isos"
     novnc_dir: str = "/usr/share/novnc"
     max_waits_per_user: int = 4  # long-polls one user may hold at once (per front process)
+    # Apache's LimitRequestBody must be the same number (the apache role takes it from rvd).
+    max_request_bytes: int = 1024 * 1024
+    # /metrics and the details of /healthz: these client addresses, or this bearer token.
+    metrics_allow: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
+    metrics_token: str = ""
 
 
 @dataclass
@@ -162,17 +181,64 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("front.max_waits_per_user: must be at least 1")
     if cfg.queue.fallback_poll <= 0:
         raise ConfigError("queue.fallback_poll: must be a positive number of seconds")
+    check_libvirt_uri(cfg.libvirt.uri)
+    check_socket_path(cfg.queue.socket, runtime_dir())
     for key, listen in (("front.listen", cfg.front.listen), ("console.listen", cfg.console.listen)):
         parse_listen(listen, key)
-    for i, proxy in enumerate(cfg.front.trusted_proxies):
-        try:
-            ipaddress.ip_network(proxy, strict=False)
-        except ValueError as exc:
-            raise ConfigError(f"front.trusted_proxies[{i}]: {exc}") from None
+    for key in ("trusted_proxies", "metrics_allow"):
+        for i, net in enumerate(getattr(cfg.front, key)):
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise ConfigError(f"front.{key}[{i}]: {exc}") from None
+    if not 1024 <= cfg.front.max_request_bytes <= 1024 ** 3:
+        raise ConfigError("front.max_request_bytes: from 1024 to 1073741824")
+    token = cfg.front.metrics_token
+    if token and (len(token) < 16 or not token.isprintable() or " " in token):
+        raise ConfigError("front.metrics_token: at least 16 printable characters, no spaces "
+                          "(or empty: addresses only)")
     try:
         ipaddress.ip_address(cfg.display.listen)
     except ValueError:
         raise ConfigError(f"display.listen: not an IP address: {cfg.display.listen!r}") from None
+
+
+def check_libvirt_uri(uri: str, key: str = "libvirt.uri") -> None:
+    """Refuse URIs that make libvirt's client (root, in rvd_back) run a program.
+
+    The ``ext`` transport runs ``command=``; ssh-based transports also honour
+    ``command=`` as the program to run. Plain local and TLS/TCP/SSH URIs pass.
+    """
+    try:
+        parts = urlsplit(uri)
+    except ValueError as exc:
+        raise ConfigError(f"{key}: not a URI: {exc}") from None
+    scheme = parts.scheme.lower()
+    if not scheme or not re.fullmatch(r"[a-z0-9_-]+(\+[a-z0-9_-]+)?", scheme):
+        raise ConfigError(f"{key}: expected driver[+transport]://..., got {uri!r}")
+    if "+" in scheme and scheme.split("+", 1)[1] == "ext":
+        raise ConfigError(f"{key}: the ext transport runs an external program as root: refused")
+    for name, _value in parse_qsl(parts.query, keep_blank_values=True):
+        if name.strip().lower() == "command":
+            raise ConfigError(f"{key}: the command= parameter runs a program as root: refused")
+
+
+def runtime_dir() -> str:
+    """The directory queue.socket must be in ($RAVADA_RUNTIME_DIR or /run/ravada)."""
+    return os.environ.get(RUNTIME_DIR_ENV) or RUNTIME_DIR
+
+
+def check_socket_path(path: str, directory: str, key: str = "queue.socket") -> None:
+    """rvd_back (root) unlinks and re-creates the socket: keep it inside ``directory``."""
+    if not path.startswith("/"):
+        raise ConfigError(f"{key}: must be an absolute path in {directory}, got {path!r}")
+    if ".." in path.split("/"):
+        raise ConfigError(f"{key}: '..' is not allowed, got {path!r}")
+    norm, base = posixpath.normpath(path), posixpath.normpath(directory)
+    if not norm.startswith(base.rstrip("/") + "/"):
+        raise ConfigError(f"{key}: must be inside the runtime directory {base}, got {path!r}")
+    if norm == base:
+        raise ConfigError(f"{key}: must be a file inside {base}, not the directory itself")
 
 
 def parse_listen(listen: str, key: str = "listen") -> tuple[str, int]:
@@ -187,16 +253,20 @@ def config_path(explicit: str | None = None) -> str:
     return explicit or os.environ.get("RAVADA_CONFIG") or DEFAULT_PATH
 
 
-def load(path: str | None = None, *, missing_ok: bool = True) -> Config:
+def load(path: str | None = None, *, missing_ok: bool = True,
+         required: bool = False) -> Config:
     """Read, validate and return the configuration.
 
-    A missing file gives the defaults when ``missing_ok`` (the usual case on a
-    fresh host); a file that exists but is invalid always raises.
+    A missing file gives the defaults when ``missing_ok`` (tools and tests); a
+    file that exists but is invalid always raises. ``required`` (the daemons on a
+    deployed host, ``--config-required``) makes a missing or empty file, or one
+    without ``database.url``, an error: the defaults would start a fresh SQLite
+    database, a front on every address and an empty firewall chain.
     """
     resolved = config_path(path)
     p = Path(resolved)
     if not p.exists():
-        if not missing_ok:
+        if required or not missing_ok:
             raise ConfigError(f"{resolved}: no such file")
         cfg = Config()
     else:
@@ -204,6 +274,13 @@ def load(path: str | None = None, *, missing_ok: bool = True) -> Config:
             data = yaml.safe_load(p.read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError) as exc:
             raise ConfigError(f"{resolved}: cannot read: {exc}") from None
+        if required:
+            if not data:
+                raise ConfigError(f"{resolved}: the file is empty (required on a deployed host)")
+            database = data.get("database") if isinstance(data, dict) else None
+            if not isinstance(database, dict) or not database.get("url"):
+                raise ConfigError(f"database.url: missing in {resolved} (required on a "
+                                  "deployed host)")
         cfg = _build(Config, data)
     cfg.path = resolved
     _validate(cfg)

@@ -270,10 +270,12 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="rvd_console", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="configuration file (default /etc/ravada.conf)")
+    parser.add_argument("--config-required", action="store_true",
+                        help="a missing or empty configuration is an error (the unit passes it)")
     parser.add_argument("--listen", help="HOST:PORT (default console.listen)")
     opts = parser.parse_args(argv)
     try:
-        cfg = rconfig.load(opts.config)
+        cfg = rconfig.load(opts.config, required=opts.config_required)
         host, port = rconfig.parse_listen(opts.listen or cfg.console.listen, "--listen")
     except rconfig.ConfigError as exc:
         parser.error(str(exc))

@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
         "executes queued requests; the actions below administer users and machines.")
     p.add_argument("--config", metavar="PATH",
                    help=f"configuration file (default: $RAVADA_CONFIG or {rconfig.DEFAULT_PATH})")
+    p.add_argument("--config-required", action="store_true",
+                   help="a missing or empty configuration file is an error (the units pass it)")
     p.add_argument("--version", action="version", version=f"{PROG} {ravada.__version__}")
     act = p.add_mutually_exclusive_group()
     act.add_argument("--add-user", metavar="NAME", help="create a local user")
@@ -194,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = parser.parse_args(argv)
     _check_usage(parser, a)
     try:
-        cfg = rconfig.load(a.config)
+        cfg = rconfig.load(a.config, required=a.config_required)
     except rconfig.ConfigError as exc:
         print(f"{PROG}: bad configuration: {exc}", file=sys.stderr)
         return 1

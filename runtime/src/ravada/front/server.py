@@ -56,13 +56,15 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="rvd_front", description="Ravada web broker")
     parser.add_argument("--config", help="configuration file (default /etc/ravada.conf)")
+    parser.add_argument("--config-required", action="store_true",
+                        help="a missing or empty configuration is an error (the unit passes it)")
     parser.add_argument("--bind", help="HOST:PORT (default front.listen)")
     parser.add_argument("--workers", type=int, help="worker processes (default front.workers)")
     parser.add_argument("--dev", action="store_true",
                         help="single-process werkzeug server with reload off (tests, debugging)")
     opts = parser.parse_args(argv)
     try:
-        cfg = rconfig.load(opts.config)
+        cfg = rconfig.load(opts.config, required=opts.config_required)
         options = gunicorn_options(cfg, opts.bind, opts.workers)
     except rconfig.ConfigError as exc:
         parser.error(str(exc))
