@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from ravada import limits
+from ravada.back import isos
 from ravada.back.context import Context
 from ravada.back.errors import RequestError
 from ravada.firewall import check_ip
@@ -45,11 +45,7 @@ def client_ip_arg(args: dict[str, Any], required: bool) -> str | None:
 
 
 def iso_path(ctx: Context, iso: Any) -> str | None:
+    """The checked path of a request's ``iso`` argument (ravada.back.isos)."""
     if iso in (None, ""):
         return None
-    if not isinstance(iso, str) or "/" in iso or iso.startswith("."):
-        raise RequestError(f"bad iso {iso!r}: a file name in {ctx.config.front.iso_dir}")
-    path = Path(ctx.config.front.iso_dir) / iso
-    if not path.is_file():
-        raise RequestError(f"ISO {iso!r} not found in {ctx.config.front.iso_dir}")
-    return str(path)
+    return isos.resolve(ctx.config.front.iso_dir, iso)

@@ -9,16 +9,14 @@ finished request leaves a consistent row (lifecycle events do it too).
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ravada import display as rdisplay
-from ravada.back import desktops, limits, pool, timers
+from ravada.back import desktops, files, isos, limits, pool, timers
 from ravada.back.args import DISK_GB, MEMORY_MB, VCPUS, bool_arg, client_ip_arg, int_arg, iso_path
 from ravada.back.context import Context, Job
 from ravada.back.errors import RequestError
@@ -217,9 +215,9 @@ def prepare_base(ctx: Context, job: Job) -> Result:
         raise RequestError(f"machine {machine.name!r} needs exactly one disk to become a base "
                            f"(it has {len(disks)})")
     base_image = ctx.storage.make_base_image(disks[0], machine.name)
-    iso = str(Path(ctx.config.front.iso_dir) / machine.iso) if machine.iso else None
-    if iso and not os.path.exists(iso):
-        iso = None
+    # The row was written through the front: the same check as a request's argument.
+    iso = (isos.resolve(ctx.config.front.iso_dir, machine.iso, must_exist=False)
+           if machine.iso else None)
     ctx.host.define(_xml(ctx, machine.name, machine.memory_mb, machine.vcpus, [base_image],
                          iso, uuid=guest.uuid))
     with ctx.db.session() as s:
@@ -430,8 +428,7 @@ def remove(ctx: Context, job: Job) -> Result:
     with ctx.db.session() as s:
         s.execute(update(Machine).where(Machine.id == machine.id).values(state="removing"))
     discard(ctx, machine.name, machine.id)
-    shot = ctx.screenshot_dir / f"{machine.id}.png"
-    shot.unlink(missing_ok=True)
+    files.remove_private(ctx.screenshot_dir, f"{machine.id}.png")
     return {}
 
 
@@ -440,11 +437,7 @@ def screenshot(ctx: Context, job: Job) -> Result:
     guest = _guest(ctx, machine)
     _need_running(guest, "take a screenshot of")
     png = guest.screenshot()
-    ctx.screenshot_dir.mkdir(parents=True, exist_ok=True)
-    path = ctx.screenshot_dir / f"{machine.id}.png"
-    tmp = path.with_suffix(".png.tmp")
-    tmp.write_bytes(png)
-    tmp.replace(path)
+    path = files.write_private(ctx.screenshot_dir, f"{machine.id}.png", png)
     return {"path": str(path)}
 
 
