@@ -49,7 +49,7 @@ def create_app(config: Config, db: Database | None = None) -> Flask:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         PERMANENT_SESSION_LIFETIME=timedelta(minutes=config.front.session_idle_minutes),
-        MAX_CONTENT_LENGTH=1024 * 1024,
+        MAX_CONTENT_LENGTH=config.front.max_request_bytes,
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
         WTF_CSRF_SSL_STRICT=False,  # behind Apache the Host may differ from the Referer
         JSON_SORT_KEYS=False,

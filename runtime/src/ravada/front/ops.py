@@ -1,11 +1,20 @@
-"""Operations endpoints: /healthz and /metrics (Prometheus, computed from the DB at scrape time)."""
+"""Operations endpoints: /healthz and /metrics (Prometheus, computed from the DB at scrape time).
+
+Both tell an outsider about the deployment, so only the addresses of
+``front.metrics_allow`` (client address as the trusted proxy reports it) or a
+request with ``Authorization: Bearer <front.metrics_token>`` get /metrics and
+the details of /healthz; everyone else gets 403 from /metrics and a bare
+``{"status": "ok"|"fail"}`` from /healthz. Apache applies the same address list
+in front (``Require ip``), so this is the second of two locks.
+"""
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, abort, jsonify, request
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -17,6 +26,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import case, func, literal_column, select, text
 
 from ravada.db import Backend, ConsoleSession, Database, LoginAttempt, Machine, Request, utcnow
+from ravada.front.netutil import is_trusted, parse_networks
 
 bp = Blueprint("ops", __name__)
 HEARTBEAT_MAX_AGE = 90.0  # seconds; rvd_back beats much more often
@@ -105,11 +115,29 @@ class DatabaseCollector:
             yield active
 
 
+def ops_allowed(allow: list[str], token: str) -> bool:
+    """The current request comes from an allowed address or carries the metrics token."""
+    if is_trusted(request.remote_addr or "", parse_networks(allow)):
+        return True
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode(), token.encode())
+
+
+def _allowed() -> bool:
+    from ravada.front.state import front
+
+    cfg = front().config.front
+    return ops_allowed(cfg.metrics_allow, cfg.metrics_token)
+
+
 @bp.get("/healthz")
 def healthz() -> Any:
     from ravada.front.state import front
 
     body, ok = health(front().db)
+    if not _allowed():
+        body = {"status": body["status"]}
     resp = jsonify(body)
     resp.status_code = 200 if ok else 503
     resp.headers["Cache-Control"] = "no-store"
@@ -120,6 +148,9 @@ def healthz() -> Any:
 def metrics() -> Any:
     from ravada.front.state import front
 
+    if not _allowed():
+        abort(403, "metrics are for the monitoring addresses (front.metrics_allow) "
+                   "or the metrics token")
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DatabaseCollector(front().db))  # type: ignore[arg-type]
     return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
