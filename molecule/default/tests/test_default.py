@@ -126,8 +126,8 @@ def test_firewall_reapply_keeps_rules_and_others(host):
 
 def test_ravada_conf(host):
     conf = host.file("/etc/ravada.conf")
-    assert conf.mode == 0o600
-    assert conf.user == "ravada"
+    assert conf.mode == 0o640
+    assert conf.user == "root"
     assert conf.group == "ravada"
     content = conf.content_string
     assert "mysql+pymysql://ravada:" in content
