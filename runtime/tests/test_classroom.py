@@ -275,3 +275,25 @@ def test_concurrent_pool_takes_are_distinct(back: Running) -> None:
     assert len(set(out)) == 4
     owners = {c.owner_id for c in _clones(back, base) if c.id in out}
     assert owners == set(users)
+
+
+def test_refills_wait_for_user_clicks(back: Running) -> None:
+    """User clicks go first: the keeper queues a refill only once no click waits."""
+    base = _base(back, pool_size=2, pool_started=2)
+    wait_until(lambda: sum(c.state == "running" and c.is_pool
+                           for c in _clones(back, base)) == 2, 20)
+    users = [_user(back.db) for _ in range(6)]
+    with back.db.session() as s:  # six clicks in one go: more than the pool and the workers
+        ids = [queue.enqueue(s, "clone", {"user_id": u, "start": True}, machine_id=base,
+                             user_id=u).id for u in users]
+    queue.notify(back.cfg.queue.socket)
+    reqs = [queue.wait_for(back.db, i, 30) for i in ids]
+    assert [r.status for r in reqs] == ["done"] * 6, [r.error for r in reqs]
+    last_claim = max(r.started_at for r in reqs)
+    wait_until(lambda: sum(c.state == "running" and c.is_pool
+                           for c in _clones(back, base)) == 2, 20)
+    with back.db.sessionmaker() as s:
+        refills = [r for r in s.scalars(select(Request).where(Request.command == "clone",
+                                                             Request.id > max(ids)))
+                   if (r.args or {}).get("pool")]
+    assert refills and min(r.created_at for r in refills) >= last_claim
