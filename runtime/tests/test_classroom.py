@@ -198,6 +198,12 @@ def test_pool_hands_out_and_refills(back: Running) -> None:
                                                                    pool_started=1))
     queue.notify(back.cfg.queue.socket)
     wait_until(lambda: pool_state() == (1, 1), 20)
+    with back.db.session() as s:  # no pool at all: every unassigned clone goes
+        s.execute(update(Machine).where(Machine.id == base).values(pool_size=0,
+                                                                   pool_started=0))
+    queue.notify(back.cfg.queue.socket)
+    wait_until(lambda: pool_state() == (0, 0), 20)
+    assert [c.owner_id for c in _clones(back, base)] == [dave]
 
 
 def _running_clone(back: Running, **policy: Any) -> Machine:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -113,8 +113,11 @@ class PoolKeeper:
             room = self.budget - len(self.inflight)
             if room <= 0:
                 return []
+            # pooled bases, and bases whose pool was shrunk to 0 but still has clones
+            pooled = select(Machine.base_id).where(Machine.is_pool.is_(True))
             bases = s.scalars(select(Machine).where(
-                Machine.is_base.is_(True), Machine.pool_size > 0)).all()
+                Machine.is_base.is_(True),
+                or_(Machine.pool_size > 0, Machine.id.in_(pooled)))).all()
             if not bases:
                 return []
             waiting = select(func.count()).select_from(Request).where(
