@@ -326,15 +326,15 @@ def clone(ctx: Context, job: Job) -> Result:
                 machine = get_machine(s, machine_id)
             if machine.state not in ("running",):
                 _start(ctx, machine, None)
-    result: Result = {"machine_id": machine_id}
-    if client_ip:
-        try:
-            result["display"] = open_display_for(ctx, machine_id, client_ip)
-        except (RequestError, VirtError, FirewallError) as exc:
-            with ctx.db.session() as s:
-                name = get_machine(s, machine_id).name
-            raise RequestError(f"machine {name!r} is ready and started, but its "
-                               f"display could not be opened: {exc}") from None
+        result: Result = {"machine_id": machine_id}
+        if client_ip:  # still under the lock: joined clicks open the display one at a time
+            try:
+                result["display"] = open_display_for(ctx, machine_id, client_ip)
+            except (RequestError, VirtError, FirewallError) as exc:
+                with ctx.db.session() as s:
+                    name = get_machine(s, machine_id).name
+                raise RequestError(f"machine {name!r} is ready and started, but its "
+                                   f"display could not be opened: {exc}") from None
     return result
 
 
