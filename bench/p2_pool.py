@@ -17,6 +17,7 @@ user who clicks meanwhile.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -155,9 +156,14 @@ def main(argv: list[str] | None = None) -> int:
         results.row("refill of 2 hand-outs median", round(refill_s["median"], 3), "s"),
         results.row("rounds / pool size", f"{len(pooled)} / {args.pool}"),
     ]
+    load_after = round(os.getloadavg()[0], 2)
+    rows.append(results.row("load average (1 min) at start / end",
+                            f"{envd['machine'].get('loadavg_1m')} / {load_after}"))
     data = {"benchmark": "p2_pool", "started": started, "finished": results.utc_now(),
-            "env": envd, "params": {k: v for k, v in vars(args).items()
-                                    if k not in ("admin_password", "admin_token")},
+            "commit": os.environ.get("RAVADA_BENCH_COMMIT", "unknown"),
+            "loadavg_1m_after": load_after, "env": envd,
+            "params": {k: v for k, v in vars(args).items()
+                       if k not in ("admin_password", "admin_token")},
             "pooled": pooled_s, "pooled_while_refilling": busy_s, "cold": cold_s, "raw": raw_s,
             "refill": refill_s, "pooled_rounds": pooled, "busy_rounds": busy,
             "cold_rounds": cold, "raw_rounds": raw, "rows": rows}

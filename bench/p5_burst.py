@@ -173,8 +173,9 @@ def main(argv: list[str] | None = None) -> int:
                     f"{envd['machine'].get('loadavg_1m')} / {load_after}"),
     ]
     data = {"benchmark": "p5_burst", "started": started, "finished": results.utc_now(),
-            "env": envd, "params": {k: v for k, v in vars(args).items()
-                                    if k not in ("admin_password", "admin_token")},
+            "commit": os.environ.get("RAVADA_BENCH_COMMIT", "unknown"), "env": envd,
+            "params": {k: v for k, v in vars(args).items()
+                       if k not in ("admin_password", "admin_token")},
             "raw_single": raw_s, "cores": cores, "reference_s": reference, "total_s": total,
             "running": running, "errors": errors, "per_user": per_user,
             "queue_wait": queue_wait, "backend": backend, "loadavg_1m_after": load_after,

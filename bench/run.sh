@@ -31,7 +31,8 @@ export RAVADA_ADMIN_PASSWORD=${RAVADA_ADMIN_PASSWORD:-}
 on_host() {  # on_host SCRIPT ARGS... : run bench/SCRIPT on the deployed host, fetch results
     local script=$1; shift
     local envs=(RAVADA_URL="$RAVADA_URL" RAVADA_ADMIN_USER="$RAVADA_ADMIN_USER"
-                RAVADA_ADMIN_PASSWORD="$RAVADA_ADMIN_PASSWORD")
+                RAVADA_ADMIN_PASSWORD="$RAVADA_ADMIN_PASSWORD"
+                RAVADA_BENCH_COMMIT="$(git rev-parse HEAD 2>/dev/null || echo unknown)")
     case "$HOST" in
         local)
             env "${envs[@]}" python3 "bench/$script" "$@" ;;
