@@ -115,3 +115,5 @@ def test_disconnect_past_the_grace_removes_the_clone(target, admin):
     # tidy: no pool left running for the next verify run
     admin.call("PATCH", f"{api_mod.PREFIX}/bases/{story['base_id']}/policy",
                json={"pool_size": 0, "pool_started": 0})
+    xdisplay.wait_until(lambda: not _pool(admin, story["base_id"]), 120, interval=1.0,
+                        what="the pool emptied (pool_size 0)")
