@@ -105,8 +105,11 @@ class NetNS:
 
 
 def veth_link(server: NetNS, server_ip: str, client: NetNS, client_ips: Sequence[str],
-              prefixlen: int = 24) -> None:
-    """Connect two namespaces by a veth pair; the client side gets every ``client_ips``."""
+              prefixlen: int = 24) -> tuple[str, str]:
+    """Connect two namespaces by a veth pair; the client side gets every ``client_ips``.
+
+    Returns the (server, client) interface names.
+    """
     tag = uuid.uuid4().hex[:6]
     a, b = f"rvs{tag}", f"rvc{tag}"
     subprocess.run(["ip", "link", "add", a, "netns", server.name, "type", "veth",
@@ -117,6 +120,12 @@ def veth_link(server: NetNS, server_ip: str, client: NetNS, client_ips: Sequence
         # nodad: the address is usable at once (matters for IPv6)
         client.run("ip", "addr", "add", f"{ip}/{prefixlen}", "dev", b, "nodad")
     client.run("ip", "link", "set", b, "up")
+    return a, b
+
+
+def add_address(ns: NetNS, dev: str, cidr: str) -> None:
+    """One more address on ``dev`` (``nodad``: usable at once, which matters for IPv6)."""
+    ns.run("ip", "addr", "add", cidr, "dev", dev, "nodad")
 
 
 def can_connect(ns: NetNS, source: str, dest: str, port: int, timeout: float = 0.5) -> bool:

@@ -73,7 +73,7 @@ def test_long_poll_returns_as_soon_as_the_request_ends(world: World) -> None:
     assert 0.19 < time.perf_counter() - t0 < 0.6
 
 
-def test_display_page_opens_display_for_the_viewer_address(world: World) -> None:
+def test_display_page_get_opens_nothing_post_opens_for_the_viewer(world: World) -> None:
     w = world
     alice = w.client("alice")
     env = {"REMOTE_ADDR": "127.0.0.1"}
@@ -82,36 +82,87 @@ def test_display_page_opens_display_for_the_viewer_address(world: World) -> None
     assert html.status_code == 200
     assert html.headers["Cache-Control"] == "no-store"
     page = html.get_data(as_text=True)
-    req = w.requests("open_display")[-1]
-    assert req.args == {"client_ip": "203.0.113.77"} and req.user_id == w.alice
-    assert "Pw" + "x" * 18 in page and "127.0.0.1:5992" in page
-    assert f"/api/v1/machines/{w.alice_vm}/display.vv" in page
-    assert f"/machine/{w.alice_vm}/console" in page
+    assert w.requests("open_display") == []  # a GET (a link, a reload) opens nothing
+    assert 'id="display-password"' not in page
     for action in ("shutdown", "hibernate", "reboot"):
         assert f'data-action="{action}"' in page
-    # Every view opens the display again.
-    alice.get(f"/machine/{w.alice_vm}")
-    assert len(w.requests("open_display")) == 2
+    # the buttons are POST forms with the CSRF token
+    for target in (f"/api/v1/machines/{w.alice_vm}/display.vv",
+                   f"/machine/{w.alice_vm}/console", f"/machine/{w.alice_vm}"):
+        assert f'<form method="post" action="{target}">' in page
+    assert 'name="csrf_token"' in page
+    assert alice.post(f"/machine/{w.alice_vm}").status_code == 400  # no CSRF token: refused
+    assert w.requests("open_display") == []
+    html = alice.post(f"/machine/{w.alice_vm}", data={"csrf_token": csrf_of(alice)},
+                      headers={"X-Forwarded-For": "203.0.113.77"}, environ_base=env)
+    assert html.status_code == 200 and html.headers["Cache-Control"] == "no-store"
+    page = html.get_data(as_text=True)
+    req = w.requests("open_display")[-1]
+    assert req.args == {"client_ip": "203.0.113.77"} and req.user_id == w.alice
+    assert "Pw" + "x" * 18 in page and "127.0.0.1:5990" in page
+    assert "5992" not in page  # VNC is the browser console's unless display.direct_vnc
+    w.config.display.direct_vnc = True
+    page = alice.post(f"/machine/{w.alice_vm}", data={"csrf_token": csrf_of(alice)}
+                      ).get_data(as_text=True)
+    assert 'id="vnc-address">127.0.0.1:5992<' in page
+
+
+def test_display_page_shows_what_the_click_got(world: World) -> None:
+    """The click on a desktop (a POST) opened the display; the page it lands on shows that
+    request's details without opening again; other people's requests show nothing."""
+    w = world
+    alice, bob = w.client("alice"), w.client("bob")
+    r = alice.post(f"/api/v1/machines/{w.alice_vm}/display?wait=5", headers=_h(alice))
+    assert r.status_code == 200
+    rid = w.requests("open_display")[-1].id
+    page = alice.get(f"/machine/{w.alice_vm}?request={rid}").get_data(as_text=True)
+    assert 'id="display-password">' + r.json["password"] in page
+    assert len(w.requests("open_display")) == 1
+    admin = w.client("admin")  # an admin following a link to alice's machine opens nothing
+    page = admin.get(f"/machine/{w.alice_vm}?request={rid}").get_data(as_text=True)
+    assert r.json["password"] not in page and len(w.requests("open_display")) == 1
+    assert bob.get(f"/machine/{w.alice_vm}?request={rid}").status_code == 404
+    page = admin.get("/admin/machines").get_data(as_text=True)
+    assert f'href="/machine/{w.alice_vm}"' in page  # the link leads to a page that opens nothing
+    assert admin.get(f"/machine/{w.alice_vm}").status_code == 200
+    assert len(w.requests("open_display")) == 1
+
+
+def test_opening_the_display_is_never_a_get(world: World) -> None:
+    w = world
+    alice = w.client("alice")
+    for path in ("display", "display.vv", "console"):
+        r = alice.get(f"/api/v1/machines/{w.alice_vm}/{path}")
+        assert r.status_code == 405 and "POST" in r.headers["Allow"], path
+    r = alice.get(f"/machine/{w.alice_vm}/console")
+    assert r.status_code == 302 and r.headers["Location"].endswith(f"/machine/{w.alice_vm}")
+    assert w.requests("open_display") == []
+    # bearer tokens need no CSRF token
+    token = alice.post("/api/v1/tokens", json={"label": "t"}, headers=_h(alice)).json["token"]
+    r = w.app.test_client().post(f"/api/v1/machines/{w.alice_vm}/display",
+                                 headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200 and r.json["password"].startswith("Pw")
 
 
 def test_display_when_backend_fails_or_is_slow(world: World) -> None:
     w = world
     alice = w.client("alice")
     w.backend.fail["open_display"] = "firewall exploded"
-    r = alice.get(f"/api/v1/machines/{w.alice_vm}/display")
+    r = alice.post(f"/api/v1/machines/{w.alice_vm}/display", headers=_h(alice))
     assert r.status_code == 409 and "firewall exploded" in r.json["detail"]
-    page = alice.get(f"/machine/{w.alice_vm}").get_data(as_text=True)
+    page = alice.post(f"/machine/{w.alice_vm}", data={"csrf_token": csrf_of(alice)}
+                      ).get_data(as_text=True)
     assert "firewall exploded" in page and 'id="display-problem"' in page
     del w.backend.fail["open_display"]
     w.backend.paused.set()
-    r = alice.get(f"/api/v1/machines/{w.alice_vm}/display?wait=0.1")
+    r = alice.post(f"/api/v1/machines/{w.alice_vm}/display?wait=0.1", headers=_h(alice))
     assert r.status_code == 503 and r.json["error"] == "unavailable"
 
 
 def test_vv_file_spice_and_spice_tls(world: World, tmp_path: Path) -> None:
     w = world
     alice = w.client("alice")
-    r = alice.get(f"/api/v1/machines/{w.alice_vm}/display.vv")
+    r = alice.post(f"/api/v1/machines/{w.alice_vm}/display.vv", headers=_h(alice))
     assert r.status_code == 200 and r.mimetype == "application/x-virt-viewer"
     assert 'filename="desk-alice.vv"' in r.headers["Content-Disposition"]
     text = r.get_data(as_text=True)
@@ -120,36 +171,42 @@ def test_vv_file_spice_and_spice_tls(world: World, tmp_path: Path) -> None:
     ca.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
     w.config.display.spice_tls = True
     w.config.display.spice_ca_file = str(ca)
-    text = alice.get(f"/api/v1/machines/{w.alice_vm}/display.vv").get_data(as_text=True)
+    # the page's form: a plain POST with the CSRF token in the body
+    text = alice.post(f"/api/v1/machines/{w.alice_vm}/display.vv",
+                      data={"csrf_token": csrf_of(alice)}).get_data(as_text=True)
     assert "tls-port=5991" in text and "ca=-----BEGIN" in text
+    assert "secure-channels=all" in text and "\nport=" not in text
     assert "SPICE-TLS" in alice.get(f"/machine/{w.alice_vm}").get_data(as_text=True)
     w.config.display.spice_ca_file = str(tmp_path / "missing.pem")
-    r = alice.get(f"/api/v1/machines/{w.alice_vm}/display.vv")
+    r = alice.post(f"/api/v1/machines/{w.alice_vm}/display.vv", headers=_h(alice))
     assert r.status_code == 503 and "CA" in r.json["detail"]
 
 
 def test_console_ticket_and_ws_url(world: World) -> None:
     w = world
     alice = w.client("alice")
-    t = alice.get(f"/api/v1/machines/{w.alice_vm}/console").json
+    t = alice.post(f"/api/v1/machines/{w.alice_vm}/console", headers=_h(alice)).json
     claims = console.verify_token(w.app.config["SECRET_KEY"], t["token"])
     assert (claims.user_id, claims.machine_id, claims.host, claims.port) == (
         w.alice, w.alice_vm, "127.0.0.1", 5992)
     assert claims.expires - time.time() <= 60
     assert t["ws_url"].startswith("ws://localhost:8082/?token=")
     assert t["password"].startswith("Pw")
+    # the console reaches VNC on loopback: a password, no firewall opening for the viewer
+    assert w.requests("open_display")[-1].args == {"client_ip": "127.0.0.1", "console": True}
     # Behind Apache (trusted proxy with HTTPS): same origin, /console/ws.
-    t = alice.get(f"/api/v1/machines/{w.alice_vm}/console",
-                  headers={"X-Forwarded-For": "203.0.113.1", "X-Forwarded-Proto": "https",
-                           "X-Forwarded-Host": "vdi.example.org"},
-                  environ_base={"REMOTE_ADDR": "127.0.0.1"}).json
+    t = alice.post(f"/api/v1/machines/{w.alice_vm}/console",
+                   headers={"X-Forwarded-For": "203.0.113.1", "X-Forwarded-Proto": "https",
+                            "X-Forwarded-Host": "vdi.example.org", **_h(alice)},
+                   environ_base={"REMOTE_ADDR": "127.0.0.1"}).json
     assert t["ws_url"].startswith("wss://vdi.example.org/console/ws?token=")
     admin = w.client("admin")
     admin.patch("/api/v1/settings", json={"console_ws_url": "wss://vnc.example.org/ws"},
                 headers=_h(admin))
-    t = alice.get(f"/api/v1/machines/{w.alice_vm}/console").json
+    t = alice.post(f"/api/v1/machines/{w.alice_vm}/console", headers=_h(alice)).json
     assert t["ws_url"].startswith("wss://vnc.example.org/ws?token=")
-    page = alice.get(f"/machine/{w.alice_vm}/console").get_data(as_text=True)
+    page = alice.post(f"/machine/{w.alice_vm}/console", data={"csrf_token": csrf_of(alice)}
+                      ).get_data(as_text=True)
     assert 'data-url="wss://vnc.example.org/ws?token=' in page and "console.js" in page
 
 
@@ -182,7 +239,7 @@ def test_power_actions_follow_machine_state(world: World) -> None:
                    headers=_h(alice))
     assert r.status_code == 200 and w.requests("shutdown")[-1].args == {"timeout": 30}
     page = alice.get(f"/machine/{w.alice_vm}").get_data(as_text=True)
-    assert "start it first" in page and 'data-action="start"' in page
+    assert 'data-action="start"' in page and 'id="vv-link"' not in page
     # A failed request is a 409 with the backend's reason.
     w.backend.fail["start"] = "no memory left"
     r = alice.post(f"/api/v1/machines/{w.alice_vm}/start?wait=5", headers=_h(alice))

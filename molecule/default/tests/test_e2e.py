@@ -108,6 +108,18 @@ def _wrong(password: str) -> str:
     return ("x" if password[0] != "x" else "y") + password[1:]
 
 
+def _viewer_port(display: dict[str, Any]) -> int:
+    """The SPICE port opened to viewers: the TLS one when SPICE-TLS is on."""
+    spice_info = display["spice"]
+    return int(spice_info.get("tls_port") or spice_info["port"])
+
+
+def _established(target: Target, port: int) -> list[str]:
+    """Peers (``ip:port``) of the server's established TCP connections on local ``port``."""
+    out = target.run("ss -Htn state established '( sport = :%s )'", str(port)).stdout
+    return [line.split()[-1] for line in out.splitlines() if line.strip()]
+
+
 def _wait_port(ip: str, port: int, timeout: float) -> float:
     """Seconds until ``ip:port`` accepts a TCP connection from the controller."""
     start = time.monotonic()
@@ -169,7 +181,7 @@ def test_user_click_gives_a_running_kvm_desktop(story, target, user):
     machine_id = click.get("machine_id") or result.get("machine_id")
     display = result.get("display") if isinstance(result.get("display"), dict) else result
     assert display.get("password") and display.get("spice", {}).get("port"), result
-    port = int(display["spice"]["port"])
+    port = _viewer_port(display)
     t_port = t_done + _wait_port(target.ip, port, timeout=60)
     machine = user.machine(machine_id)
     assert machine["state"] == "running", machine
@@ -178,7 +190,11 @@ def test_user_click_gives_a_running_kvm_desktop(story, target, user):
     assert "running" in info, info
     xml = _domain_xml(target, name)
     assert "<domain type='kvm'" in xml, xml[:300]
-    assert f"port='{port}'" in xml, "display info port is not the domain's spice port"
+    if display["spice"].get("tls_port"):  # SPICE-TLS on: every channel on the TLS port
+        assert f"tlsPort='{port}'" in xml, "display info port is not the domain's TLS port"
+        assert "defaultMode='secure'" in xml, xml
+    else:
+        assert f"port='{port}'" in xml, "display info port is not the domain's spice port"
     command = req["command"]
     timing = {"command": command, "click_to_request_done_s": round(t_done, 3),
               "click_to_display_port_open_s": round(t_port, 3),
@@ -197,11 +213,36 @@ def test_spice_vv_opens_in_remote_viewer(story, target, user, tmp_path):
     vv_text = user.vv_file(machine_id)
     fields = spice.read_vv(vv_text)
     assert fields["type"] == "spice" and fields.get("password"), fields
+    # The scenario deploys SPICE-TLS (spice_tls role): the .vv has the TLS port only, the
+    # deployment's CA and every channel secure.
+    assert fields.get("tls-port") and "port" not in fields, fields
+    assert fields.get("ca", "").startswith("-----BEGIN CERTIFICATE-----"), fields
+    assert fields.get("secure-channels") == "all", fields
+    ca = target.run("cat /etc/ravada/spice-ca.pem").stdout.strip()
+    assert fields["ca"].replace("\\n", "\n").strip() == ca
+    port = int(fields["tls-port"])
     shot = target.artifact("spice")
     with xdisplay.Xvfb() as x:
-        view = spice.view(x, vv_text, tmp_path, shot, timeout=45)
+        view = spice.view(x, vv_text, tmp_path, shot, timeout=45,
+                          while_connected=lambda: _established(target, port))
     assert view.stats.bright_pixels >= spice.MIN_BRIGHT_PIXELS, view
-    print(f"\n[{target.name}] remote-viewer painted the guest in {view.seconds:.2f} s: {shot}")
+    # On the server: remote-viewer's channels are established on the TLS port, from us.
+    peers = view.while_connected or []
+    assert any(p.rsplit(":", 1)[0].strip("[]").removeprefix("::ffff:") == target.controller_ip()
+               for p in peers), f"no connection from the controller on port {port}: {peers}"
+    print(f"\n[{target.name}] remote-viewer painted the guest in {view.seconds:.2f} s "
+          f"over port {port} ({len(peers)} channels): {shot}")
+
+
+def _vnc_client_prefix(target: Target) -> tuple[tuple[str, ...], Any]:
+    """Where a VNC client may connect from: here with direct VNC, else an admin workstation."""
+    if target.var("rvd_display_direct_vnc", False):
+        return (), None
+    admin_ip = target.var("ravada_e2e_admin_workstation") or target.var(
+        "firewall_admin_workstations")[0]
+    netns.remove_stale()
+    ns = netns.BridgeNamespace("v", f"{admin_ip}/16").create()
+    return ("ip", "netns", "exec", ns.name), ns
 
 
 def test_vnc_one_time_password(story, target, user, tmp_path):
@@ -210,12 +251,18 @@ def test_vnc_one_time_password(story, target, user, tmp_path):
     port = int(info["vnc"]["port"])
     shot = target.artifact("vnc")
     password = info["vnc"].get("password") or info["password"]  # VNC allows 8 characters
-    good = vnc.capture(target.ip, port, password, shot)
-    assert good.ok, good
-    stats = images.stats(shot)
-    assert stats.is_picture(), stats
-    wrong = vnc.capture(target.ip, port, _wrong(password), tmp_path / "wrong.png")
-    assert wrong.refused, wrong
+    prefix, ns = _vnc_client_prefix(target)
+    try:
+        good = vnc.capture(target.ip, port, password, shot, prefix=prefix)
+        assert good.ok, good
+        stats = images.stats(shot)
+        assert stats.is_picture(), stats
+        wrong = vnc.capture(target.ip, port, _wrong(password), tmp_path / "wrong.png",
+                            prefix=prefix)
+        assert wrong.refused, wrong
+    finally:
+        if ns is not None:
+            ns.delete()
     story.data["vnc_expiry"] = (info["expires"], password, port)
 
 
@@ -227,7 +274,12 @@ def test_vnc_password_refused_after_expiry(story, target, tmp_path):
     assert wait <= lifetime + 5, f"password expires in {wait:.0f}s, lifetime is {lifetime}s"
     if wait > 0:
         time.sleep(wait)  # one wait for a deadline the product announced, no polling
-    late = vnc.capture(target.ip, port, password, tmp_path / "late.png")
+    prefix, ns = _vnc_client_prefix(target)
+    try:
+        late = vnc.capture(target.ip, port, password, tmp_path / "late.png", prefix=prefix)
+    finally:
+        if ns is not None:
+            ns.delete()
     assert late.refused, f"expired password still accepted ({expires}): {late}"
 
 
@@ -269,6 +321,10 @@ def test_firewall_display_reachable_only_from_the_user_and_admin_workstations(st
     (machine_id,) = story.need("machine_id")
     display = user.open_display(machine_id)
     ports = _ports(display)
+    # the user's ports: SPICE-TLS only when it is on (no plain SPICE), VNC only when direct
+    mine = {_viewer_port(display)}
+    if target.var("rvd_display_direct_vnc", False):
+        mine.add(int(display["vnc"]["port"]))
     user_ip = target.controller_ip()
     chain = target.run("iptables -S %s", target.var("rvd_firewall_chain", "RAVADA")).stdout
     assert user_ip in chain, f"no rule for the user's IP {user_ip}:\n{chain}"
@@ -280,9 +336,15 @@ def test_firewall_display_reachable_only_from_the_user_and_admin_workstations(st
         # The namespaces do reach the server (HTTPS), so a closed display port is the firewall.
         assert other.connect(target.ip, 443) == "open"
         for port in ports:
-            assert netns.connect(target.ip, port) == "open", f"user {user_ip} -> {port}"
+            wanted = "open" if port in mine else "not open"
+            got = netns.connect(target.ip, port)
+            assert (got == "open") == (port in mine), f"user {user_ip} -> {port}: {got}, {wanted}"
             assert other.connect(target.ip, port) != "open", f"{other.ip} reached {port}"
             assert adm.connect(target.ip, port) == "open", f"admin {adm.ip} -> {port}"
+    # the same DROP for IPv6 (ip6tables), right after the RELATED,ESTABLISHED accept
+    static6 = target.run("ip6tables -S RAVADA-STATIC").stdout
+    assert "--ctstate RELATED,ESTABLISHED -j ACCEPT" in static6.splitlines()[1], static6
+    assert static6.splitlines()[-1].endswith("-j DROP"), static6
     story.data["ports"] = ports
     story.data["user_ip"] = user_ip
 
@@ -307,7 +369,7 @@ def test_hibernate_saves_a_bzip2_image_and_resume_brings_the_same_guest(story, t
     assert target.run("virsh domuuid %s", name).stdout.strip() == uuid
     assert "running" in target.run("virsh domstate %s", name).stdout
     display = req["result"].get("display") or req["result"]
-    _wait_port(target.ip, int(display["spice"]["port"]), timeout=30)
+    _wait_port(target.ip, _viewer_port(display), timeout=30)
 
 
 def test_shutdown_removes_the_users_firewall_rules(story, target, user):

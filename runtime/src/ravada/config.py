@@ -66,6 +66,7 @@ class DisplayConfig:
     spice_tls: bool = False
     spice_ca_file: str = "/etc/ravada/spice-ca.pem"
     spice_host_subject: str = ""
+    direct_vnc: bool = False
 
 
 @dataclass
@@ -74,6 +75,7 @@ class FirewallConfig:
     chain: str = "RAVADA"
     port_min: int = 5900
     port_max: int = 7000
+    max_viewers: int = 4
 
 
 @dataclass
@@ -173,6 +175,8 @@ def _validate(cfg: Config) -> None:
     chain_chars = fw.chain.replace("-", "").replace("_", "")
     if not fw.chain or len(fw.chain) > 28 or not chain_chars.isalnum():
         raise ConfigError("firewall.chain: 1-28 letters, digits, '-' or '_'")
+    if not 1 <= fw.max_viewers <= 64:
+        raise ConfigError("firewall.max_viewers: must be from 1 to 64")
     if cfg.display.password_lifetime < 5:
         raise ConfigError("display.password_lifetime: must be at least 5 seconds")
     if cfg.queue.workers < 1:

@@ -1,13 +1,19 @@
-"""The per-user display firewall: one iptables chain of ACCEPT rules.
+"""The per-viewer display firewall: one iptables chain (and its ip6tables twin) of ACCEPTs.
 
-rvd_back opens a machine's display ports to the IP of the user who is viewing it
-(only the latest viewer stays allowed) and closes them when the machine stops.
-The static part (hook ``-j RAVADA`` at the top of INPUT, DROP for the rest of the
-display range) belongs to the firewall role; :meth:`Firewall.ensure_chain` adds
-the hook too, once, when it is missing.
+rvd_back allows a machine's display ports to the addresses of its current viewers
+(:meth:`Firewall.allow`; the backend decides who, see ``back/access.py``) and closes
+them when the machine stops. The static part (ESTABLISHED accept, DROP for the rest of
+the display range, for IPv4 and IPv6) belongs to the firewall role; this class also
+hooks the chain at the top of INPUT so it works without the role.
 
-Every change is one ``iptables-restore -w --noflush`` batch, so it is atomic and
-takes xtables' lock; reads use ``iptables -w -S``. IPv6 clients go to ip6tables.
+A change is ONE ``iptables-restore -w --noflush`` process for the address family it
+touches: the batch re-declares the chain (which flushes it), writes every rule from
+an in-memory mirror of the chain, and deletes and re-inserts the INPUT hook. The
+batch is atomic, so packets never see a half-written chain; it fails as a whole
+when the hook is missing (``-D`` of an absent rule), and then the chain is read
+again (``iptables -S``), repaired and written once more. Reads happen at start-up,
+in :meth:`reconcile`, :meth:`rules` and after a failure, never on the usual click.
+The chain is rvd_back's alone: a rule added to it by hand is dropped at the next change.
 """
 
 from __future__ import annotations
@@ -47,6 +53,10 @@ class Rule:
     client_ip: str
 
 
+# One line of the chain as ``iptables -S`` prints it, with its Rule when it is ours.
+Entry = tuple[str, Rule | None]
+
+
 def check_machine(machine: str) -> str:
     """Return ``machine`` if it is safe inside a rule comment, else raise ValueError."""
     if not isinstance(machine, str) or not _MACHINE_RE.match(machine):
@@ -69,6 +79,11 @@ def check_ip(client_ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     if addr.is_unspecified or addr.is_multicast:
         raise ValueError(f"client IP {client_ip!r} is not a host address")
     return addr
+
+
+def normalize_ip(client_ip: str) -> str:
+    """The canonical text of a client address (``::ffff:a.b.c.d`` -> ``a.b.c.d``)."""
+    return str(check_ip(client_ip))
 
 
 def _sibling(binary: str, suffix: str = "", v6: bool = False) -> str:
@@ -98,8 +113,9 @@ class Firewall:
         self.enabled = enabled
         self.prefix = tuple(command_prefix)
         self._bin = {4: iptables, 6: _sibling(iptables, v6=True)}
-        self._ready: set[int] = set()
+        self._mirror: dict[int, list[Entry]] = {}  # family -> the chain as last read/written
         self._v6_error: str | None = None
+        self.restores = 0  # iptables-restore processes run (for tests and the benchmark)
 
     # -- public API -----------------------------------------------------------------
 
@@ -107,64 +123,74 @@ class Firewall:
         """Create the chain if missing and hook it once at the top of INPUT (idempotent).
 
         Done for IPv4 and, when ip6tables works here, for IPv6 (else IPv6 clients
-        get a FirewallError from :meth:`open`).
+        get a FirewallError). Re-reads the chains into the mirror.
         """
         if not self.enabled:
             return
         with _LOCK:
-            self._ready.clear()
+            self._mirror.clear()
             self._v6_error = None
             self._ensure_all()
 
-    def open(self, machine: str, ports: list[int], client_ip: str) -> None:
-        """Allow ``client_ip`` (only) to reach ``ports`` of ``machine``, in one atomic batch.
+    def allow(self, machine: str, ports: Iterable[int], clients: Sequence[str]) -> None:
+        """Make ``machine``'s rules exactly ``ports`` x ``clients`` (IPv4 and IPv6 alike).
 
-        Rules for those ports from any other IP are removed; an existing rule is kept
-        as is (never duplicated). Rules left in the other address family's chain (a
-        viewer who moved between IPv4 and IPv6) are removed in a batch of their own.
+        Rules of other machines are kept. One restore per address family whose rules
+        change; the family of the newest client (the last one) is always written, which
+        also checks the chain and the hook. ``clients=[]`` closes the machine.
         """
         check_machine(machine)
-        addr = check_ip(client_ip)
-        wanted_ports = self._check_ports(ports)
+        wanted_ports = sorted(self._check_ports(ports))
+        addrs: list[str] = []
+        for client in clients:
+            ip = normalize_ip(client)
+            if ip not in addrs:
+                addrs.append(ip)
         if not self.enabled:
             return
-        fam = addr.version
-        wanted = {Rule(machine, p, str(addr)) for p in wanted_ports}
+        by_fam = {4: [a for a in addrs if ":" not in a], 6: [a for a in addrs if ":" in a]}
         with _LOCK:
             self._ensure_all()
-            self._ensure(fam)
-            for other in self._ready - {fam}:
-                # A viewer that moved between IPv4 and IPv6: drop the old family's rules.
-                self._retry(lambda o=other: self._delete_where(
-                    o, lambda r: r.port in wanted_ports))
-            self._retry(lambda: self._open_once(fam, wanted, wanted_ports))
+            if by_fam[6]:
+                self._ensure(6)  # raises when IPv6 is unavailable here
+            newest = 6 if addrs and ":" in addrs[-1] else 4
+            for fam in self._families():
+                rules = [Rule(machine, p, ip) for ip in by_fam[fam] for p in wanted_ports]
+
+                def edit(entries: list[Entry], rules: list[Rule] = rules) -> list[Entry]:
+                    kept = [e for e in entries if e[1] is None or e[1].machine != machine]
+                    return kept + [(self._line(r), r) for r in rules]
+
+                self._change(fam, edit, force=fam == newest and bool(addrs))
 
     def close(self, machine: str) -> None:
-        """Remove every rule of ``machine``."""
+        """Remove every rule of ``machine`` (no process runs when it has none)."""
         check_machine(machine)
         if not self.enabled:
             return
         with _LOCK:
             self._ensure_all()
             for fam in self._families():
-                self._retry(lambda f=fam: self._delete_where(f, lambda r: r.machine == machine))
+                self._change(fam, lambda es: [e for e in es
+                                              if e[1] is None or e[1].machine != machine])
 
     def rules(self) -> list[Rule]:
-        """The rules now in the chain (IPv4 and IPv6), parsed from ``iptables -S``."""
+        """The rules now in the chain (IPv4 and IPv6), read from ``iptables -S``."""
         if not self.enabled:
             return []
         with _LOCK:
             self._ensure_all()
             found: list[Rule] = []
             for fam in self._families():
-                found += [r for _, r in self._list(fam) if r is not None]
+                found += [r for _, r in self._read_chain(fam) if r is not None]
             return found
 
     def reconcile(self, desired: Iterable[Rule]) -> None:
         """Make the chain hold exactly ``desired`` (one atomic batch per address family).
 
         Stale rules (stopped machines, old viewers, anything not ours) are dropped and
-        missing ones added; nothing is written when the chain already matches.
+        missing ones added; nothing is written when the chain already matches. The
+        order of ``desired`` is kept (oldest viewer first).
         """
         by_fam: dict[int, list[Rule]] = {4: [], 6: []}
         for rule in desired:
@@ -177,18 +203,14 @@ class Firewall:
         if not self.enabled:
             return
         with _LOCK:
-            self._ready.clear()  # re-check the chains and hooks: reconcile runs at startup
+            self._mirror.clear()  # re-read the chains and hooks: reconcile runs at startup
             self._v6_error = None
             self._ensure_all()
             if by_fam[6]:
-                self._ensure(6)  # raises when IPv6 is unavailable here
+                self._ensure(6)
             for fam in self._families():
-                want = sorted(by_fam[fam], key=lambda r: (r.port, r.machine, r.client_ip))
-                current = self._list(fam)
-                if [r for _, r in current] == want:
-                    continue
-                batch = [f"-F {self.chain}", *(self._spec("-A", r) for r in want)]
-                self._restore(fam, batch)
+                want = by_fam[fam]
+                self._change(fam, lambda _es, want=want: [(self._line(r), r) for r in want])
 
     # -- internals --------------------------------------------------------------------
 
@@ -205,12 +227,12 @@ class Firewall:
         return set(ports)
 
     def _families(self) -> list[int]:
-        return sorted(self._ready)
+        return sorted(self._mirror)
 
     def _ensure_all(self) -> None:
         """IPv4 must work; IPv6 is tried once and skipped (with a warning) when unavailable."""
         self._ensure(4)
-        if 6 in self._ready or self._v6_error is not None:
+        if 6 in self._mirror or self._v6_error is not None:
             return
         try:
             self._ensure(6)
@@ -219,8 +241,8 @@ class Firewall:
             log.warning("IPv6 display firewall unavailable: %s", exc)
 
     def _ensure(self, fam: int) -> None:
-        """Create the chain and the single INPUT hook for one family (caller holds the lock)."""
-        if fam in self._ready:
+        """Read one family, create the chain and the single INPUT hook, load the mirror."""
+        if fam in self._mirror:
             return
         hook = f"-A INPUT -j {self.chain}"
         lines = self._run([self._bin[fam], "-w", "-S"]).splitlines()
@@ -236,10 +258,13 @@ class Firewall:
             batch.append(f"-I INPUT 1 -j {self.chain}")
         if batch:
             self._restore(fam, batch)
-        self._ready.add(fam)
+        prefix = f"-A {self.chain} "
+        # Only our rules are kept: the chain is rvd_back's (admins use the role's
+        # workstation list), and a foreign line might not even parse back.
+        self._mirror[fam] = [(ln, rule) for ln in lines if ln.startswith(prefix)
+                             for rule in [self._parse(ln)] if rule is not None]
 
-    def _list(self, fam: int) -> list[tuple[str, Rule | None]]:
-        """The chain's rules as (``-S`` line, parsed Rule or None when not ours)."""
+    def _read_chain(self, fam: int) -> list[Entry]:
         out = self._run([self._bin[fam], "-w", "-S", self.chain])
         prefix = f"-A {self.chain} "
         return [(ln, self._parse(ln)) for ln in out.splitlines() if ln.startswith(prefix)]
@@ -263,45 +288,43 @@ class Firewall:
             return None
         return Rule(comment[len(COMMENT_PREFIX):], port, str(net.network_address))
 
-    def _spec(self, action: str, rule: Rule) -> str:
-        bits = 32 if ipaddress.ip_address(rule.client_ip).version == 4 else 128
-        return (f"{action} {self.chain} -s {rule.client_ip}/{bits} -p tcp -m tcp "
-                f"--dport {rule.port} -m comment --comment {COMMENT_PREFIX}{rule.machine} "
+    def _line(self, rule: Rule) -> str:
+        """The rule exactly as ``iptables -S`` prints it (so mirror and kernel compare)."""
+        bits = 32 if ":" not in rule.client_ip else 128
+        return (f"-A {self.chain} -s {rule.client_ip}/{bits} -p tcp -m tcp "
+                f'--dport {rule.port} -m comment --comment "{COMMENT_PREFIX}{rule.machine}" '
                 "-j ACCEPT")
 
-    def _open_once(self, fam: int, wanted: set[Rule], ports: set[int]) -> None:
-        batch, kept = [], set()
-        for line, rule in self._list(fam):
-            if rule is None or rule.port not in ports:
+    def _change(self, fam: int, edit: Callable[[list[Entry]], list[Entry]],
+                force: bool = False) -> None:
+        """Write ``edit(mirror)`` as the whole chain in one batch (caller holds the lock).
+
+        Skipped when nothing changes unless ``force``. On failure (hook or chain gone,
+        someone else's change) the family is read again and the batch rebuilt once.
+        """
+        for attempt in (1, 2):
+            entries = self._mirror[fam]
+            new = edit(list(entries))
+            if new == entries and not force:
+                return
+            batch = [f":{self.chain} - [0:0]", *(line for line, _ in new),
+                     f"-D INPUT -j {self.chain}", f"-I INPUT 1 -j {self.chain}"]
+            try:
+                self._restore(fam, batch)
+            except FirewallError as exc:
+                if attempt == 2:
+                    raise
+                log.info("firewall batch failed, re-reading the chain: %s", exc)
+                del self._mirror[fam]
+                self._ensure(fam)
                 continue
-            if rule in wanted and rule not in kept:
-                kept.add(rule)
-            else:
-                batch.append("-D" + line[2:])
-        batch += [self._spec("-A", r) for r in sorted(wanted - kept, key=lambda r: r.port)]
-        if batch:
-            self._restore(fam, batch)
-
-    def _delete_where(self, fam: int, match: Callable[[Rule], bool]) -> None:
-        batch = ["-D" + line[2:] for line, rule in self._list(fam) if rule and match(rule)]
-        if batch:
-            self._restore(fam, batch)
-
-    def _retry(self, step: Callable[[], None]) -> None:
-        """Run a read-then-write step; once more if the chain changed under us."""
-        try:
-            step()
-        except FirewallError as exc:
-            # Another process changed the chain, or someone flushed/deleted it: check the
-            # chain and hook again, then re-read and retry once.
-            log.info("firewall batch failed, re-reading the chain: %s", exc)
-            self._ready.clear()
-            self._ensure_all()
-            step()
+            self._mirror[fam] = new
+            return
 
     def _restore(self, fam: int, batch: list[str]) -> None:
         text = "*filter\n" + "\n".join(batch) + "\nCOMMIT\n"
         log.debug("iptables-restore (IPv%d):\n%s", fam, text)
+        self.restores += 1
         self._run([_sibling(self._bin[fam], "-restore"), "-w", "--noflush"], stdin=text)
 
     def _run(self, argv: Sequence[str], stdin: str | None = None) -> str:

@@ -142,13 +142,13 @@ class Api:
 
     def open_display(self, machine_id: int) -> dict[str, Any]:
         """A fresh one-time password and a firewall opening for this client's IP."""
-        return self.get(f"/machines/{machine_id}/display")
+        return self.post(f"/machines/{machine_id}/display")
 
     def console_ticket(self, machine_id: int) -> dict[str, Any]:
         """The browser console's signed websocket ticket."""
-        return self.get(f"/machines/{machine_id}/console")
+        return self.post(f"/machines/{machine_id}/console")
 
     def vv_file(self, machine_id: int) -> str:
         """The ``.vv`` file the display page offers for download."""
-        resp = self.call("GET", f"{PREFIX}/machines/{machine_id}/display.vv")
+        resp = self.call("POST", f"{PREFIX}/machines/{machine_id}/display.vv")
         return resp.text

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import configparser
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -33,6 +35,7 @@ class SpiceView:
     stats: images.PixelStats
     screenshot: Path
     seconds: float  # from starting remote-viewer to a painted guest screen
+    while_connected: Any = None  # what ``while_connected()`` returned, remote-viewer still up
 
 
 def read_vv(text: str) -> dict[str, str]:
@@ -52,8 +55,11 @@ def _guest_area(shot: Path, geometry: tuple[int, int, int, int]) -> Image.Image:
 
 
 def view(xvfb: Xvfb, vv_text: str, workdir: Path, screenshot: Path,
-         timeout: float = 30.0) -> SpiceView:
+         timeout: float = 30.0, while_connected: Callable[[], Any] | None = None) -> SpiceView:
     """Open *vv_text* in remote-viewer and wait for the guest's screen; save *screenshot*.
+
+    *while_connected* is called once the guest is painted, before remote-viewer ends
+    (e.g. to look at its connections on the server).
 
     Raises :class:`SpiceError` naming the windows on screen when remote-viewer
     shows an error or authentication dialog, or no painted guest window in time.
@@ -81,7 +87,9 @@ def view(xvfb: Xvfb, vv_text: str, workdir: Path, screenshot: Path,
                 xvfb.screenshot(screenshot)
                 area = images.stats(_guest_area(screenshot, xvfb.geometry(named[0])))
                 if area.bright_pixels >= MIN_BRIGHT_PIXELS:
-                    return SpiceView(named[0], area, screenshot, time.monotonic() - start)
+                    seconds = time.monotonic() - start
+                    seen = while_connected() if while_connected else None
+                    return SpiceView(named[0], area, screenshot, seconds, seen)
             time.sleep(0.25)
         xvfb.screenshot(screenshot)
         raise SpiceError(f"no painted remote-viewer window titled {title!r} within {timeout}s; "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,12 +50,16 @@ class VncResult:
 
 
 def capture(host: str, port: int, password: str | None, path: Path,
-            timeout: float = 20.0) -> VncResult:
-    """Connect to ``host:port`` with *password* and save the screen as PNG at *path*."""
+            timeout: float = 20.0, prefix: Sequence[str] = ()) -> VncResult:
+    """Connect to ``host:port`` with *password* and save the screen as PNG at *path*.
+
+    *prefix* runs the client elsewhere, e.g. ``ip netns exec NS`` (an admin workstation).
+    """
     server = f"{host}::{port}"
     try:
         proc = subprocess.run(
-            [sys.executable, "-c", _SNIPPET, server, password or "", str(path), str(timeout)],
+            [*prefix, sys.executable, "-c", _SNIPPET, server, password or "", str(path),
+             str(timeout)],
             capture_output=True, text=True, timeout=timeout + 10, check=False)
     except subprocess.TimeoutExpired:
         return VncResult(False, f"no answer from {server} within {timeout}s", "timeout")

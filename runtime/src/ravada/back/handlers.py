@@ -12,11 +12,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ravada import display as rdisplay
-from ravada.back import desktops, files, isos, limits, pool, timers
+from ravada.back import access, desktops, files, isos, limits, pool, timers
 from ravada.back.args import DISK_GB, MEMORY_MB, VCPUS, bool_arg, client_ip_arg, int_arg, iso_path
 from ravada.back.context import Context, Job
 from ravada.back.errors import RequestError
@@ -31,7 +31,7 @@ from ravada.back.machines import (
 )
 from ravada.back.sync import sync_all
 from ravada.back.users import close_user
-from ravada.db import FirewallRule, Machine, Request, User
+from ravada.db import Machine, Request, User
 from ravada.firewall import FirewallError
 from ravada.virt import Guest, GuestNotFound, VirtError, render_domain
 
@@ -114,7 +114,8 @@ def _xml(ctx: Context, name: str, memory_mb: int, vcpus: int, disks: list[str],
          iso: str | None, uuid: str | None = None) -> str:
     try:
         return render_domain(name, memory_mb, vcpus, disks, iso, ctx.config.display.listen,
-                             domain_type=ctx.host.domain_type, uuid=uuid)
+                             domain_type=ctx.host.domain_type, uuid=uuid,
+                             spice_tls=ctx.config.display.spice_tls)
     except ValueError as exc:
         raise RequestError(str(exc)) from None
 
@@ -133,36 +134,41 @@ def _define_new(ctx: Context, name: str, machine_id: int, make_disks: Callable[[
         raise
 
 
-def open_display_for(ctx: Context, machine_id: int, client_ip: str) -> Result:
-    """Fresh one-time password, firewall open to ``client_ip``, display info."""
+def open_display_for(ctx: Context, machine_id: int, client_ip: str, user_id: int | None = None,
+                     console: bool = False) -> Result:
+    """Fresh one-time password, the firewall opened to ``client_ip``, display info.
+
+    ``console``: for the browser console, which reaches VNC through rvd_console on
+    loopback: only the password changes, no port is opened to the viewer.
+    """
     with ctx.db.session() as s:
         machine = get_machine(s, machine_id)
     guest = _guest(ctx, machine)
     _need_running(guest, "open the display of")
     disp = guest.display()
-    ports = [p for p in (disp.get("spice"), disp.get("spice_tls"), disp.get("vnc")) if p]
-    if not ports:
+    ports = access.viewer_ports(ctx, disp)
+    if not ports and not (console and disp.get("vnc")):
         raise RequestError(f"machine {machine.name!r} has no display ports")
     password = rdisplay.new_password()
     expires = rdisplay.valid_until(ctx.config.display.password_lifetime)
     guest.set_display_password(password, expires)
-    ctx.firewall.open(machine.name, ports, client_ip)
+    if not console:
+        access.open_for(ctx, machine, ports, client_ip, user_id)
     with ctx.db.session() as s:
-        s.execute(delete(FirewallRule).where(FirewallRule.machine_id == machine_id))
-        s.add_all(FirewallRule(machine_id=machine_id, client_ip=client_ip, port=p) for p in ports)
         s.execute(update(Machine).where(Machine.id == machine_id)
                   .values(display=disp, state="running"))
     return rdisplay.connection_info(machine.name, disp, ctx.public_host, password, expires)
 
 
-def _start(ctx: Context, machine: Machine, client_ip: str | None) -> Result:
+def _start(ctx: Context, machine: Machine, client_ip: str | None,
+           user_id: int | None = None) -> Result:
     if machine.is_base:
         raise RequestError(f"machine {machine.name!r} is a base: clone it, or remove_base first")
     guest = _guest(ctx, machine)
     guest.start()
     _record(ctx, machine.id, guest)
     if client_ip:
-        return open_display_for(ctx, machine.id, client_ip)
+        return open_display_for(ctx, machine.id, client_ip, user_id)
     return {"state": guest.state()}
 
 
@@ -329,7 +335,7 @@ def clone(ctx: Context, job: Job) -> Result:
         result: Result = {"machine_id": machine_id}
         if client_ip:  # still under the lock: joined clicks open the display one at a time
             try:
-                result["display"] = open_display_for(ctx, machine_id, client_ip)
+                result["display"] = open_display_for(ctx, machine_id, client_ip, user.id)
             except (RequestError, VirtError, FirewallError) as exc:
                 with ctx.db.session() as s:
                     name = get_machine(s, machine_id).name
@@ -342,16 +348,17 @@ def start(ctx: Context, job: Job) -> Result:
     client_ip = client_ip_arg(job.args, required=False)
     machine = _load(ctx, job)
     if machine.owner_id is None or machine.state in limits.RUNNING:
-        return _start(ctx, machine, client_ip)
+        return _start(ctx, machine, client_ip, job.user_id)
     with limits.user_lock(machine.owner_id):
         limits.check(ctx, machine.owner_id, exclude=machine.id)
-        return _start(ctx, machine, client_ip)
+        return _start(ctx, machine, client_ip, job.user_id)
 
 
 def open_display(ctx: Context, job: Job) -> Result:
     client_ip = client_ip_arg(job.args, required=True)
     assert client_ip is not None
-    return open_display_for(ctx, _load(ctx, job).id, client_ip)
+    console = bool_arg(job.args, "console")
+    return open_display_for(ctx, _load(ctx, job).id, client_ip, job.user_id, console)
 
 
 # What a shutdown keeps of its deadline for the power-off and the bookkeeping after the

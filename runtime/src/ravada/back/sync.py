@@ -91,7 +91,8 @@ def reconcile_firewall(ctx: Context) -> int:
     desired: list[Rule] = []
     with ctx.db.session() as s:
         rows = s.execute(select(FirewallRule, Machine).join(
-            Machine, Machine.id == FirewallRule.machine_id)).all()
+            Machine, Machine.id == FirewallRule.machine_id)
+            .order_by(FirewallRule.created_at, FirewallRule.id)).all()
         stale = []
         for rule, machine in rows:
             if machine.state == "running":

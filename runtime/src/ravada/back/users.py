@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import delete, select, update
 
+from ravada.back import access
 from ravada.back.context import Context, Job
 from ravada.back.errors import RequestError
 from ravada.db import ConsoleSession, FirewallRule, Machine, User, utcnow
@@ -35,6 +36,7 @@ def close_user(ctx: Context, job: Job) -> dict[str, Any]:
                           .where(Machine.owner_id == user_id)).all()
     for _, name in owned:
         ctx.firewall.close(name)
+    access.close_user(ctx, user_id)  # and what they opened on other people's machines
     with ctx.db.session() as s:
         if owned:
             s.execute(delete(FirewallRule).where(

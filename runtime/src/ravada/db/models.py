@@ -137,7 +137,11 @@ class Request(Base):
 
 
 class FirewallRule(Base):
-    """An opened display port: ``client_ip`` may reach ``port`` of ``machine_id``."""
+    """An opened display port: ``client_ip`` may reach ``port`` of ``machine_id``.
+
+    ``user_id`` is the user who opened it (their openings close when they are disabled);
+    ``created_at`` is the viewer's latest opening (the oldest viewer goes first at the cap).
+    """
 
     __tablename__ = "firewall_rules"
     __table_args__ = (UniqueConstraint("machine_id", "port", "client_ip"),)
@@ -149,6 +153,8 @@ class FirewallRule(Base):
     client_ip: Mapped[str] = mapped_column(String(45))
     port: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=True, index=True)
 
 
 class Setting(Base):

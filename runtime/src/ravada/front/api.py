@@ -199,14 +199,15 @@ def machine_get(machine_id: int) -> Any:
                                                                       machine_id)))
 
 
-@bp.get("/machines/<id:machine_id>/display")
+# Opening a display changes the firewall and the password: POST only, never a GET.
+@bp.post("/machines/<id:machine_id>/display")
 def machine_display(machine_id: int) -> Any:
     info, _ = machines.open_display(front(), web.current(), machine_id, web.client_ip(),
                                     _wait(10.0) or 10.0, web.browser_host())
     return web.no_store(jsonify(info))
 
 
-@bp.get("/machines/<id:machine_id>/display.vv")
+@bp.post("/machines/<id:machine_id>/display.vv")
 def machine_vv(machine_id: int) -> Any:
     from ravada.display import render_vv
 
@@ -228,7 +229,7 @@ def machine_vv(machine_id: int) -> Any:
     return web.no_store(resp)
 
 
-@bp.get("/machines/<id:machine_id>/console")
+@bp.post("/machines/<id:machine_id>/console")
 def machine_console(machine_id: int) -> Any:
     ticket = consoles.ticket(front(), web.current(), machine_id, web.client_ip(),
                              web.site()["console_ws_url"], _wait(10.0) or 10.0)

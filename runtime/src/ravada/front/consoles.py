@@ -38,8 +38,11 @@ def ws_url(fs: FrontState, configured: str, token: str) -> str:
 
 def ticket(fs: FrontState, viewer: Viewer, machine_id: int, client_ip: str,
            configured_url: str, wait: float = 10.0) -> dict[str, Any]:
-    """Open the display for the viewer and sign a console token for its VNC port."""
-    info, m = machines.open_display(fs, viewer, machine_id, client_ip, wait)
+    """A fresh display password and a console token for the machine's VNC port.
+
+    No firewall opening: rvd_console reaches VNC on the server itself (loopback).
+    """
+    info, m = machines.open_display(fs, viewer, machine_id, client_ip, wait, console=True)
     listen = (m.display or {}).get("listen") or ""
     host = "127.0.0.1" if listen in ANY_ADDRESS else listen
     port = (info.get("vnc") or {}).get("port") or (m.display or {}).get("vnc")

@@ -40,16 +40,18 @@ def refuse_if_stopping(s: Session, machine_id: int, name: str) -> None:
 
 
 def reusable(s: Session, machine_id: int, user_id: int, client_ip: str,
-             password_lifetime: int) -> int | None:
+             password_lifetime: int, console: bool = False) -> int | None:
     """The id of an ``open_display`` this view may follow instead of queueing a new one.
 
-    A finished one is reused only while most of its password's life is left.
+    A finished one is reused only while most of its password's life is left, and only for
+    the same purpose (a browser-console one opened no firewall port).
     """
     window = min(REUSE_SECONDS, password_lifetime / 3)
     last = s.scalar(select(Request).where(
         Request.machine_id == machine_id, Request.command == "open_display",
         Request.user_id == user_id).order_by(Request.id.desc()).limit(1))
-    if last is None or (last.args or {}).get("client_ip") != client_ip:
+    args = last.args or {} if last is not None else {}
+    if last is None or args.get("client_ip") != client_ip or bool(args.get("console")) != console:
         return None
     if last.status == queue.FAILED:
         return None

@@ -7,6 +7,7 @@ that is not the viewer's (and the viewer is no admin) is "not found".
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,11 @@ from ravada.front import display_requests, validate, waits
 from ravada.front.dbutil import write_session
 from ravada.front.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
 from ravada.front.state import FrontState, Viewer, iso_time
+
+
+def iso_now() -> str:
+    """Now as the display info writes times (``2026-12-01T00:00:00Z``): comparable text."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 MAX_ID = 2**31 - 1
 PENDING = (queue.REQUESTED, queue.WORKING)
@@ -349,18 +355,25 @@ def create_machine(fs: FrontState, viewer: Viewer, data: dict[str, Any]) -> int:
 # ---------------------------------------------------------------- display
 
 def open_display(fs: FrontState, viewer: Viewer, machine_id: int, client_ip: str,
-                 wait: float = 10.0, browser_host: str = "") -> tuple[dict[str, Any], Machine]:
-    """Ask the backend for a fresh password and firewall opening for ``client_ip``; wait for it."""
+                 wait: float = 10.0, browser_host: str = "",
+                 console: bool = False) -> tuple[dict[str, Any], Machine]:
+    """Ask the backend for a fresh password and firewall opening for ``client_ip``; wait for it.
+
+    ``console``: for the browser console (rvd_console reaches VNC on loopback), only a
+    fresh password, no firewall opening.
+    """
     with fs.db.sessionmaker() as s:
         m = visible_machine(s, viewer, machine_id)
         if m.state not in DISPLAY_STATES:
             raise Conflict(f"{m.name} is {m.state}; start it first", extra={"state": m.state})
         display_requests.refuse_if_stopping(s, m.id, m.name)
         rid = display_requests.reusable(s, m.id, viewer.id, client_ip,
-                                        fs.config.display.password_lifetime)
+                                        fs.config.display.password_lifetime, console)
     if rid is None:
-        rid = submit(fs, "open_display", {"client_ip": client_ip}, machine_id=machine_id,
-                     user_id=viewer.id)
+        args: dict[str, Any] = {"client_ip": client_ip}
+        if console:
+            args["console"] = True
+        rid = submit(fs, "open_display", args, machine_id=machine_id, user_id=viewer.id)
     req = waits.wait_for(fs, viewer, rid, wait)
     if req.status == queue.FAILED:
         raise Conflict(f"the display could not be opened: {req.error}", extra={"request_id": rid})
@@ -372,6 +385,22 @@ def open_display(fs: FrontState, viewer: Viewer, machine_id: int, client_ip: str
         raise Unavailable(f"the backend did not answer within {wait:g} s; try again",
                           extra={"request_id": rid})
     return info, m
+
+
+def display_of_request(fs: FrontState, viewer: Viewer, machine_id: int, req_id: int,
+                       browser_host: str = "") -> dict[str, Any] | None:
+    """The display info a finished request of this viewer got for this machine (the
+    click that started it), while its password is still valid; else None."""
+    with fs.db.sessionmaker() as s:
+        r = s.get(Request, req_id) if 0 < req_id <= MAX_ID else None
+        if (r is None or r.user_id != viewer.id or r.status != queue.DONE
+                or machine_id_from(r) != machine_id):
+            return None
+        info = display_from_result(r.result, browser_host)
+    expires = (info or {}).get("expires")
+    if not isinstance(expires, str) or expires <= iso_now():
+        return None
+    return info
 
 
 def request_screenshot(fs: FrontState, viewer: Viewer, machine_id: int) -> int:

@@ -1,10 +1,13 @@
 """Domain XML from ``templates/domain.xml.j2`` (Jinja2, autoescaped).
 
-``render_domain(name, memory_mb, vcpus, disks, iso, listen, domain_type="kvm", uuid=None)``
+``render_domain(name, memory_mb, vcpus, disks, iso, listen, domain_type="kvm", uuid=None,
+spice_tls=False)``
 gives a KVM domain with virtio qcow2 disks, a SATA cdrom for the ISO (boot order cdrom, then
 hd), qxl video, SPICE and VNC graphics (autoport, listening on ``listen``), the SPICE agent
 channel, USB redirection (qemu-xhci + 2 spicevmc redirdevs) and a tablet. Use
 ``domain_type="test"`` for libvirt's test driver (:attr:`Host.domain_type` picks it).
+With ``spice_tls`` SPICE gets ``defaultMode='secure'``: every channel must use the TLS
+port (qemu.conf ``spice_tls = 1``), and a client on the plain port is refused.
 
 Both graphics get a random start password nobody knows: QEMU only accepts passwords set
 later (:meth:`Guest.set_display_password`) when the display started with one, and until
@@ -47,6 +50,7 @@ def render_domain(
     listen: str,
     domain_type: str = "kvm",
     uuid: str | None = None,
+    spice_tls: bool = False,
 ) -> str:
     """The domain XML; raises ``ValueError`` naming the bad argument."""
     if not NAME_RE.match(name or ""):
@@ -78,13 +82,15 @@ def render_domain(
         domain_type=domain_type,
         password=secrets.token_urlsafe(6),  # 8 characters: the VNC limit
         fixed_ports=_test_driver_ports(name) if domain_type == "test" else None,
+        spice_tls=bool(spice_tls),
     )
 
 
-def _test_driver_ports(name: str) -> tuple[int, int]:
-    """Display ports for libvirt's test driver, which never allocates autoports.
+def _test_driver_ports(name: str) -> tuple[int, int, int]:
+    """Display ports (SPICE, VNC, SPICE-TLS) for libvirt's test driver, which never
+    allocates autoports.
 
     Nothing listens on them; they only let the broker's display flow run hermetically.
     """
-    slot = zlib.crc32(name.encode()) % 500
-    return 5900 + 2 * slot, 5901 + 2 * slot
+    slot = zlib.crc32(name.encode()) % 333
+    return 5900 + 3 * slot, 5901 + 3 * slot, 5902 + 3 * slot

@@ -57,7 +57,9 @@ async function startBase(button) {
     const req = await follow(requestId, progress, started);
     machineId = machineId || (req.result && req.result.machine_id) || req.machine_id;
     say(progress, "Ready — opening the display…");
-    window.location.assign(`/machine/${machineId}`);
+    // The POST above opened the display; the page shows what that request got (a GET
+    // of the page itself never opens anything).
+    window.location.assign(`/machine/${machineId}?request=${req.id}`);
   } catch (err) {
     say(progress, `Could not start: ${err.message}`, true);
     button.disabled = false;
