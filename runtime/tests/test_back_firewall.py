@@ -21,6 +21,7 @@ from sqlalchemy import select
 from test_back import Running, make_config, stop_daemon
 
 from ravada import config as rconfig
+from ravada.back import access
 from ravada.back.daemon import Daemon
 from ravada.db import Database, FirewallRule, User
 from ravada.firewall import Firewall, Rule
@@ -101,6 +102,10 @@ def test_open_on_display_cap_and_close_on_shutdown(machine: tuple[Running, int, 
     back.ok("open_display", {"client_ip": A4}, machine_id=mid, user_id=alice)  # B4 is oldest
     assert chain(netns) == {Rule(name, spice, A6), Rule(name, spice, A4)}
     assert vnc not in {r.port for r in chain(netns)}
+    back.ok("open_display", {"client_ip": B4}, machine_id=mid, user_id=admin)
+    # alice is disabled: her openings go, the admin's stays
+    assert access.close_user(back.daemon.ctx, alice) == 1
+    assert chain(netns) == {Rule(name, spice, B4)} and rows(db, mid) == {(B4, spice, admin)}
 
     back.ok("force_shutdown", machine_id=mid)
     assert chain(netns) == set() and rows(db, mid) == set()
