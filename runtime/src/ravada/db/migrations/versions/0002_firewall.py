@@ -1,7 +1,7 @@
 """firewall rules remember the user who opened them
 
 Revision ID: 0002_firewall
-Revises: 0001
+Revises: 0002_speed
 Create Date: 2026-11-30 22:10:00
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0002_firewall"
-down_revision = "0001"
+down_revision = "0002_speed"
 branch_labels = None
 depends_on = None
 
