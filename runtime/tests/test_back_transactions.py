@@ -26,7 +26,7 @@ from ravada.db.migrate import upgrade
 from ravada.firewall import Firewall
 from ravada.virt import Host
 
-FIREWALL_CALLS = ("open", "close", "ensure_chain", "reconcile", "rules")
+FIREWALL_CALLS = ("allow", "close", "ensure_chain", "reconcile", "rules")
 
 
 @pytest.fixture

@@ -107,11 +107,11 @@ def test_display_of_a_machine_shutting_down_answers_at_once(world: World) -> Non
     r = alice.post(f"/api/v1/machines/{w.alice_vm}/shutdown", headers=_h(alice))
     assert r.status_code == 202
     t0 = time.perf_counter()
-    r = alice.get(f"/api/v1/machines/{w.alice_vm}/display?wait=5")
+    r = alice.post(f"/api/v1/machines/{w.alice_vm}/display?wait=5", headers=_h(alice))
     assert time.perf_counter() - t0 < 1.0
     assert r.status_code == 409 and "desk-alice is shutting down" in r.json["detail"]
     assert r.json["state"] == "shutting_down"
-    page = alice.get(f"/machine/{w.alice_vm}").get_data(as_text=True)
+    page = alice.post(f"/machine/{w.alice_vm}", headers=_h(alice)).get_data(as_text=True)
     assert "shutting down" in page
     assert w.requests("open_display") == []
 
@@ -121,18 +121,19 @@ def test_display_reloads_reuse_one_open_display(world: World) -> None:
     w.backend.paused.set()
     alice = w.client("alice")
     url = f"/api/v1/machines/{w.alice_vm}/display"
-    assert alice.get(url + "?wait=0.2").status_code == 503
-    assert alice.get(url + "?wait=0.2").status_code == 503
+    h = _h(alice)
+    assert alice.post(url + "?wait=0.2", headers=h).status_code == 503
+    assert alice.post(url + "?wait=0.2", headers=h).status_code == 503
     assert len(w.requests("open_display")) == 1  # the pending one is followed again
     w.backend.paused.clear()
     w.backend.waker.interrupt()
-    first = alice.get(url + "?wait=5")
+    first = alice.post(url + "?wait=5", headers=h)
     assert first.status_code == 200
     for _ in range(3):  # page reloads right after
-        again = alice.get(url + "?wait=5")
+        again = alice.post(url + "?wait=5", headers=h)
         assert again.status_code == 200 and again.json["password"] == first.json["password"]
     assert len(w.requests("open_display")) == 1
     # another address is another viewer: its own opening
-    assert alice.get(url + "?wait=5", environ_base={"REMOTE_ADDR": "127.0.0.2"}).status_code \
-        == 200
+    assert alice.post(url + "?wait=5", headers=h,
+                      environ_base={"REMOTE_ADDR": "127.0.0.2"}).status_code == 200
     assert len(w.requests("open_display")) == 2
