@@ -96,12 +96,16 @@ def test_connection_info_matches_contract() -> None:
     no_key = connection_info("m", {"listen": "h", "spice": 5900, "vnc": 5901}, "h", "p" * 20,
                              EXPIRES)
     assert no_key["spice"]["tls_port"] is None
+    # SPICE-TLS with defaultMode='secure': libvirt gives the domain no plain port
+    secure = connection_info("m", {**DISPLAY, "spice": None}, "h", "p" * 20, EXPIRES)
+    assert secure["spice"] == {"port": None, "tls_port": 5901}
 
 
 @pytest.mark.parametrize("display, match", [
     ({"spice": 5900}, "missing vnc"),
     ({"spice": "5900", "vnc": 5901}, "display.spice"),
     ({"spice": 0, "vnc": 5901}, "display.spice"),
+    ({"spice": None, "vnc": 5901}, "display.spice"),
     ({"spice": 5900, "vnc": 70000}, "display.vnc"),
     ({"spice": 5900, "vnc": 5901, "spice_tls": True}, "display.spice_tls"),
 ])

@@ -110,8 +110,8 @@ def _wrong(password: str) -> str:
 
 def _viewer_port(display: dict[str, Any]) -> int:
     """The SPICE port opened to viewers: the TLS one when SPICE-TLS is on."""
-    spice_info = display["spice"]
-    return int(spice_info.get("tls_port") or spice_info["port"])
+    spice_info = display.get("spice") or {}
+    return int(spice_info.get("tls_port") or spice_info.get("port") or 0)
 
 
 def _established(target: Target, port: int) -> list[str]:
@@ -180,7 +180,7 @@ def test_user_click_gives_a_running_kvm_desktop(story, target, user):
     result = req["result"]
     machine_id = click.get("machine_id") or result.get("machine_id")
     display = result.get("display") if isinstance(result.get("display"), dict) else result
-    assert display.get("password") and display.get("spice", {}).get("port"), result
+    assert display.get("password") and _viewer_port(display), result
     port = _viewer_port(display)
     t_port = t_done + _wait_port(target.ip, port, timeout=60)
     machine = user.machine(machine_id)
@@ -193,6 +193,7 @@ def test_user_click_gives_a_running_kvm_desktop(story, target, user):
     if display["spice"].get("tls_port"):  # SPICE-TLS on: every channel on the TLS port
         assert f"tlsPort='{port}'" in xml, "display info port is not the domain's TLS port"
         assert "defaultMode='secure'" in xml, xml
+        assert display["spice"]["port"] is None, display  # no plain SPICE port at all
     else:
         assert f"port='{port}'" in xml, "display info port is not the domain's spice port"
     command = req["command"]

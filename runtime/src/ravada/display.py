@@ -78,8 +78,10 @@ def connection_info(machine_name: str, display: dict[str, Any], host: str, passw
         "host": host,
         "password": password,
         "expires": format_expires(expires),
+        # With SPICE-TLS (defaultMode='secure') libvirt allocates no plain port: None.
         "spice": {
-            "port": _port(display["spice"], "display.spice"),
+            "port": _port(display["spice"], "display.spice",
+                          optional=display.get("spice_tls") is not None),
             "tls_port": _port(display.get("spice_tls"), "display.spice_tls", optional=True),
         },
         # VNC authentication uses 8 characters at most (libvirt refuses longer ones).
