@@ -38,9 +38,9 @@ def test_close_user_closes_openings_and_consoles_of_a_disabled_user(
                    FirewallRule(machine_id=20, client_ip="10.9.0.4", port=5910),
                    ConsoleSession(user_id=1, machine_id=10, client_ip="10.9.0.2"),
                    ConsoleSession(user_id=2, machine_id=20, client_ip="10.9.0.4")])
-    fw.open("desk-ann", [5900, 5901], "10.9.0.2")
-    fw.open("old-ann", [5903], "10.9.0.3")
-    fw.open("desk-ben", [5910], "10.9.0.4")
+    fw.allow("desk-ann", [5900, 5901], ["10.9.0.2"])
+    fw.allow("old-ann", [5903], ["10.9.0.3"])
+    fw.allow("desk-ben", [5910], ["10.9.0.4"])
 
     result = HANDLERS["close_user"](ctx, _job(1))
 
