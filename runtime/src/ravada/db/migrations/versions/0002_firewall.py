@@ -1,7 +1,7 @@
 """firewall rules remember the user who opened them
 
 Revision ID: 0002_firewall
-Revises: 0002_sessions
+Revises: 0002_desktop
 Create Date: 2026-11-30 22:10:00
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0002_firewall"
-down_revision = "0002_sessions"
+down_revision = "0002_desktop"
 branch_labels = None
 depends_on = None
 
