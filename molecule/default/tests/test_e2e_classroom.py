@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from e2e import api as api_mod
-from e2e import vnc, xdisplay
+from e2e import netns, vnc, xdisplay
 from e2e.target import Target
 
 BASE_NAME = "e2e-pool"
@@ -98,7 +98,20 @@ def test_user_click_gets_a_pool_clone_and_the_pool_refills(target, admin, user, 
     display = reply["display"]
     port = int(display["vnc"]["port"])
     password = display["vnc"].get("password") or display["password"]
-    shot = vnc.capture(target.ip, port, password, tmp_path / "pool.png")
+    # VNC is opened to viewers only with rvd_display_direct_vnc: else from an admin workstation
+    prefix: tuple[str, ...] = ()
+    ns = None
+    if not target.var("rvd_display_direct_vnc", False):
+        admin_ip = target.var("ravada_e2e_admin_workstation") or target.var(
+            "firewall_admin_workstations")[0]
+        netns.remove_stale()
+        ns = netns.BridgeNamespace("p", f"{admin_ip}/16").create()
+        prefix = ("ip", "netns", "exec", ns.name)
+    try:
+        shot = vnc.capture(target.ip, port, password, tmp_path / "pool.png", prefix=prefix)
+    finally:
+        if ns is not None:
+            ns.delete()
     assert shot.ok, shot
     story["left"] = time.monotonic()
     story["machine"] = machine
