@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from netns import NetNS, netns_fixture  # noqa: F401 (fixture)
 from sqlalchemy import select
@@ -22,9 +24,10 @@ def _job(user_id: object) -> Job:
 
 
 def test_close_user_closes_openings_and_consoles_of_a_disabled_user(
-        netns: NetNS, sqlite_db: Database) -> None:
+        netns: NetNS, sqlite_db: Database, tmp_path: Path) -> None:
     fw = Firewall(command_prefix=netns.prefix)
-    ctx = Context(config=rconfig.from_dict({}), db=sqlite_db, host=None,  # type: ignore[arg-type]
+    config = rconfig.from_dict({"queue": {"socket": str(tmp_path / "queue.sock")}})
+    ctx = Context(config=config, db=sqlite_db, host=None,  # type: ignore[arg-type]
                   firewall=fw)
     with sqlite_db.session() as s:
         s.add_all([User(id=1, name="ann", is_disabled=True), User(id=2, name="ben")])
