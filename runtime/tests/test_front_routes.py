@@ -10,6 +10,7 @@ import pytest
 from flask.testing import FlaskClient
 from test_front_support import World, csrf_of, world  # noqa: F401
 
+from ravada.auth import groups
 from ravada.db import Request
 
 STATIC_ARGS = {"filename": "style.css"}
@@ -49,8 +50,11 @@ def _alice_ids(w: World) -> dict[str, int]:
     tok = c.post("/api/v1/tokens", json={"label": "x"}, headers={"X-CSRFToken": csrf_of(c)})
     req = c.post(f"/api/v1/machines/{w.alice_vm}/screenshot?wait=5",
                  headers={"X-CSRFToken": csrf_of(c)})
+    with w.db.session() as s:
+        group_id = groups.create_group(s, "alice-group").id
+        groups.set_member(s, group_id, w.alice, True)
     return {"machine_id": w.alice_vm, "base_id": w.private_base, "user_id": w.alice,
-            "token_id": tok.json["id"], "req_id": req.json["request_id"]}
+            "token_id": tok.json["id"], "req_id": req.json["request_id"], "group_id": group_id}
 
 
 PUBLIC_ENDPOINTS = {"static", "auth.login", "auth.login_post", "auth.logout", "user.novnc",
@@ -59,7 +63,9 @@ PUBLIC_ENDPOINTS = {"static", "auth.login", "auth.login_post", "auth.logout", "u
 ADMIN_API = {"api.machines_create", "api.machine_public", "api.machine_prepare_base",
              "api.machine_remove_base", "api.isos_list", "api.users_list", "api.users_create",
              "api.users_update", "api.settings_get", "api.settings_update",
-             "api.base_policy_get", "api.base_policy_update"}
+             "api.base_policy_get", "api.base_policy_update",
+             "api.groups_list", "api.groups_create", "api.groups_delete", "api.groups_member_add",
+             "api.groups_member_remove", "api.base_access_get", "api.base_access_put"}
 
 
 def test_every_route_answers_without_server_errors(world: World) -> None:

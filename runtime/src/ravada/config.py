@@ -26,6 +26,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 import yaml
 
+from ravada.auth.settings import AuthConfig
+from ravada.auth.settings import check as check_auth
+
 DEFAULT_PATH = "/etc/ravada.conf"
 # The only directory queue.socket may live in (rvd_back's RuntimeDirectory). The
 # environment can point it elsewhere (tests): only root sets a root daemon's environment.
@@ -112,6 +115,7 @@ class Config:
     firewall: FirewallConfig = field(default_factory=FirewallConfig)
     front: FrontConfig = field(default_factory=FrontConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
     path: str | None = None
 
 
@@ -205,6 +209,10 @@ def _validate(cfg: Config) -> None:
         ipaddress.ip_address(cfg.display.listen)
     except ValueError:
         raise ConfigError(f"display.listen: not an IP address: {cfg.display.listen!r}") from None
+    try:
+        check_auth(cfg.auth)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def check_libvirt_uri(uri: str, key: str = "libvirt.uri") -> None:

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
 from ravada import queue
+from ravada.auth import groups
 from ravada.config import Config
 from ravada.db import Backend, Database, Machine, Request, User, utcnow
 from ravada.passwords import check_policy, hash_password
@@ -61,6 +62,28 @@ def remove_user(db: Database, name: str) -> None:
             raise AdminError(f"user {name!r} still owns machines: {', '.join(owned)}; "
                              "remove them first")
         s.delete(user)
+
+
+def groups_command(db: Database, add: str | None, add_to: list[str] | None,
+                   remove_from: list[str] | None) -> str:
+    """--add-group / --add-to-group / --remove-from-group / --list-groups: the line to print."""
+    try:
+        with db.session() as s:
+            if add:
+                g = groups.create_group(s, add)
+                return f"created group {g.name}"
+            if add_to or remove_from:
+                group, user = add_to or remove_from or ["", ""]
+                groups.set_member(s, group, user, bool(add_to))
+                return f"{user} {'added to' if add_to else 'removed from'} {group}"
+            rows = groups.list_groups(s)
+    except groups.GroupError as exc:
+        raise AdminError(str(exc)) from None
+    head = ("GROUP", "SOURCE", "MEMBERS")
+    body = [(g["name"], g["source"], ",".join(g["members"]) or "-") for g in rows]
+    widths = [max(len(x) for x in col) for col in zip(head, *body, strict=False)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+                     for line in (head, *body))
 
 
 @dataclass

@@ -43,6 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     act.add_argument("--remove-admin", metavar="NAME", help="take admin rights away")
     act.add_argument("--remove-user", metavar="NAME", help="delete a user (owning no machine)")
     act.add_argument("--list", action="store_true", help="list machines")
+    act.add_argument("--add-group", metavar="GROUP", help="create a local group")
+    act.add_argument("--add-to-group", nargs=2, metavar=("GROUP", "USER"),
+                     help="put a user in a local group")
+    act.add_argument("--remove-from-group", nargs=2, metavar=("GROUP", "USER"),
+                     help="take a user out of a local group")
+    act.add_argument("--list-groups", action="store_true",
+                     help="list groups (local and directory) with their members")
     act.add_argument("--import-domain", metavar="NAME",
                      help="adopt an existing libvirt domain as a machine")
     act.add_argument("--add-base", metavar="IMAGE",
@@ -152,6 +159,8 @@ def _admin(cfg: rconfig.Config, a: argparse.Namespace) -> int:
             print(f"removed user {a.remove_user}")
         elif a.list:
             print(admin.format_table(admin.list_machines(db)))
+        elif a.add_group or a.add_to_group or a.remove_from_group or a.list_groups:
+            print(admin.groups_command(db, a.add_group, a.add_to_group, a.remove_from_group))
         elif a.import_domain:
             machine_id = admin.import_domain(cfg, db, a.import_domain, a.owner)
             print(f"imported {a.import_domain} as machine {machine_id}")
@@ -202,6 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     is_admin = any(getattr(a, k) not in (None, False) for k in (
         "add_user", "change_password", "make_admin", "remove_admin", "remove_user", "list",
+        "add_group", "add_to_group", "remove_from_group", "list_groups",
         "import_domain", "add_base", "hibernate", "shutdown", "upgrade_db"))
     # The daemon logs to stdout (journald); admin commands keep stdout for their output.
     logging.basicConfig(stream=sys.stderr if is_admin else sys.stdout,

@@ -4,8 +4,11 @@ from ravada.db.models import (
     ApiToken,
     Backend,
     Base,
+    BaseAccess,
     ConsoleSession,
     FirewallRule,
+    Group,
+    GroupMember,
     LoginAttempt,
     Machine,
     Request,
@@ -16,6 +19,7 @@ from ravada.db.models import (
 from ravada.db.session import Database
 
 __all__ = [
-    "ApiToken", "Backend", "Base", "ConsoleSession", "Database", "FirewallRule", "LoginAttempt",
+    "ApiToken", "Backend", "Base", "BaseAccess", "ConsoleSession", "Database", "FirewallRule",
+    "Group", "GroupMember", "LoginAttempt",
     "Machine", "Request", "Setting", "User", "utcnow",
 ]

@@ -50,8 +50,46 @@ class User(Base):
     # Bumped to end every session of the user (logout, password change, reset, disable):
     # a session cookie carries the version it was signed in with.
     session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Directory users: the names of their directory groups, as read at the last login.
+    directory_groups: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    groups_read_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
 
     machines: Mapped[list[Machine]] = relationship(back_populates="owner")
+
+
+class Group(Base):
+    """A group of users: ``local`` (members kept here) or ``ldap`` (members from the directory)."""
+
+    __tablename__ = "user_groups"
+    __table_args__ = (UniqueConstraint("source", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    source: Mapped[str] = mapped_column(String(16), default="local")
+    description: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+class GroupMember(Base):
+    """Membership of a user in a local group."""
+
+    __tablename__ = "user_group_members"
+
+    group_id: Mapped[int] = mapped_column(
+        ForeignKey("user_groups.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
+
+
+class BaseAccess(Base):
+    """A base's access list: when a base has rows here, only these groups see it."""
+
+    __tablename__ = "base_access"
+
+    machine_id: Mapped[int] = mapped_column(
+        ForeignKey("machines.id", ondelete="CASCADE"), primary_key=True)
+    group_id: Mapped[int] = mapped_column(
+        ForeignKey("user_groups.id", ondelete="CASCADE"), primary_key=True, index=True)
 
 
 class Machine(Base):

@@ -11,9 +11,11 @@ from sqlalchemy import false, select, update
 from sqlalchemy.orm import Session
 
 from ravada import queue
+from ravada.auth.base import DirectoryUnavailable
+from ravada.auth.local import LocalAuth
+from ravada.auth.service import UNREACHABLE
 from ravada.db import ApiToken, User, utcnow
 from ravada.front import throttle, validate
-from ravada.front.auth_backends import authenticate
 from ravada.front.dbutil import write_session
 from ravada.front.errors import (
     BadInput,
@@ -22,8 +24,9 @@ from ravada.front.errors import (
     NotFound,
     TooManyRequests,
     Unauthorized,
+    Unavailable,
 )
-from ravada.front.security import hash_password, needs_rehash
+from ravada.front.security import hash_password
 from ravada.front.state import FrontState, Viewer, iso_time
 
 BAD_LOGIN = "Invalid user name or password."
@@ -40,7 +43,9 @@ def viewer_of(user: User) -> Viewer:
 def user_json(u: User) -> dict[str, Any]:
     return {"id": u.id, "name": u.name, "is_admin": u.is_admin, "is_disabled": u.is_disabled,
             "auth_backend": u.auth_backend, "created_at": iso_time(u.created_at),
-            "last_login_at": iso_time(u.last_login_at)}
+            "last_login_at": iso_time(u.last_login_at),
+            "directory_groups": u.directory_groups,
+            "groups_read_at": iso_time(u.groups_read_at)}
 
 
 # ---------------------------------------------------------------- login
@@ -55,45 +60,43 @@ def _throttled(fs: FrontState, client_ip: str, username: str) -> None:
 
 
 def _check_password(fs: FrontState, username: str, password: str) -> User | None:
-    """The user when the backends accept the credentials (argon2 runs here, in a read
+    """The local user when the password is right (argon2 runs here, in a read
     transaction: no database write lock is held while hashing)."""
     with fs.db.sessionmaker() as s:
-        user = authenticate(s, username, password) if password else None
+        ident = LocalAuth().authenticate(s, username, password) if password else None
+        user = s.get(User, ident.user_id) if ident is not None and ident.user_id else None
         if user is not None:
             s.expunge(user)
-        s.rollback()  # a backend's own changes (a rehash) are not kept here
     return user
 
 
 def login(fs: FrontState, username: Any, password: Any, client_ip: str) -> Viewer:
     """Check credentials through the auth backends; record the attempt either way.
 
-    Throttled per address and per account (``ravada.front.throttle``); the hashing
-    runs outside any write transaction, which is only opened to record the outcome.
+    Throttled per address and per account (``ravada.front.throttle``). The backends of
+    ``auth.order`` (argon2, a directory over the network) run outside any write
+    transaction, which is only opened to record the outcome and create or refresh the
+    user row. A directory that does not answer is a 503 with a message, unless the name
+    is a local account.
     """
     if not isinstance(username, str) or not isinstance(password, str):
         raise BadInput("name and password must be strings")
     if len(password) > validate.PASSWORD_MAX or len(username) > 256:
         password = ""  # never spend argon2 time on megabytes
     _throttled(fs, client_ip, username)
-    user = _check_password(fs, username, password)
-    ok = user is not None and not user.is_disabled
-    rehash = None
-    if ok and user is not None and user.auth_backend == "local" and \
-            needs_rehash(user.password_hash):
-        rehash = hash_password(password)
+    try:
+        ident = fs.auth.check(fs.db.sessionmaker, username, password) if password else None
+    except DirectoryUnavailable:  # no password was checked: not a failed attempt either
+        raise Unavailable(UNREACHABLE, extra={"reason": "directory_unreachable"}) from None
     with write_session(fs.db) as s:
+        user = fs.auth.record(s, ident) if ident is not None else None
+        ok = user is not None and not user.is_disabled
         throttle.record(s, client_ip, username, ok)
         if not ok or user is None:
             s.commit()
             raise Unauthorized(BAD_LOGIN)
-        row = s.get(User, user.id)
-        if row is None:
-            raise Unauthorized(BAD_LOGIN)
-        row.last_login_at = utcnow()
-        if rehash is not None:
-            row.password_hash = rehash
-        return viewer_of(row)
+        user.last_login_at = utcnow()
+        return viewer_of(user)
 
 
 def end_sessions(s: Session, user_id: int) -> int:
@@ -164,6 +167,8 @@ def update_user(fs: FrontState, viewer: Viewer, user_id: int,
         if user is None:
             raise NotFound(f"no user {user_id}")
         was_disabled = user.is_disabled
+        if "password_hash" in changes and user.auth_backend != "local":
+            raise Conflict(f"{user.name}'s password is kept in the directory, not here")
         for key, value in changes.items():
             setattr(user, key, value)
         if disabling or "password_hash" in changes:
@@ -186,6 +191,10 @@ def change_own_password(fs: FrontState, viewer: Viewer, old: Any, new: Any,
     """Check the current password (throttled like a login), store the new one and end
     every other session; returns the new session version for the caller's cookie."""
     new_pw = validate.password(new, "new_password")
+    with fs.db.sessionmaker() as s:
+        backend = s.scalar(select(User.auth_backend).where(User.id == viewer.id))
+    if backend is not None and backend != "local":
+        raise Conflict("your password is kept in the directory; change it there")
     _throttled(fs, client_ip, viewer.name)
     old_pw = old if isinstance(old, str) and len(old) <= validate.PASSWORD_MAX else ""
     user = _check_password(fs, viewer.name, old_pw)

@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from ravada import queue
+from ravada.auth import groups as group_store
 from ravada.front import accounts, machines, policies, settings, web
 from ravada.front.dbutil import write_session
 from ravada.front.errors import BadInput, FrontError
@@ -37,8 +38,9 @@ def home() -> Any:
 def machines_page() -> Any:
     with front().db.sessionmaker() as s:
         tree = machines.machine_tree(machines.list_machines(s, web.current()))
+        groups, access = group_store.list_groups(s), group_store.access_map(s)
     return render_template("admin/machines.html", tree=tree, isos=machines.list_isos(front()),
-                           actions=MACHINE_ACTIONS)
+                           actions=MACHINE_ACTIONS, groups=groups, access=access)
 
 
 @bp.post("/machines")
@@ -159,3 +161,7 @@ def settings_post() -> Any:
         _flash_error(exc)
     return _back("admin.settings_page")
 
+
+
+# The groups and access-list pages live in their own module, on this blueprint.
+from ravada.front import admin_groups  # noqa: E402, F401

@@ -14,6 +14,7 @@ from flask_wtf.csrf import generate_csrf
 
 from ravada import queue
 from ravada.front import accounts, consoles, machines, policies, settings, validate, web
+from ravada.front import groups as group_pages
 from ravada.front.dbutil import write_session
 from ravada.front.errors import BadInput, Conflict, Forbidden, Unauthorized, Unavailable
 from ravada.front.openapi import document
@@ -323,6 +324,46 @@ def users_update(user_id: int) -> Any:
     if user_id == web.current().id:  # an admin resetting their own password stays in
         web.keep_session(accounts.session_version(front(), user_id))
     return jsonify(out)
+
+
+# ---------------------------------------------------------------- groups and access lists
+
+@bp.get("/groups")
+def groups_list() -> Any:
+    return jsonify(group_pages.list_groups(front(), web.current()))
+
+
+@bp.post("/groups")
+def groups_create() -> Any:
+    return jsonify(group_pages.create_group(front(), web.current(), _body())), 201
+
+
+@bp.delete("/groups/<id:group_id>")
+def groups_delete(group_id: int) -> Any:
+    group_pages.delete_group(front(), web.current(), group_id)
+    return "", 204
+
+
+@bp.put("/groups/<id:group_id>/members/<id:user_id>")
+def groups_member_add(group_id: int, user_id: int) -> Any:
+    return jsonify(group_pages.set_member(front(), web.current(), group_id, user_id, True))
+
+
+@bp.delete("/groups/<id:group_id>/members/<id:user_id>")
+def groups_member_remove(group_id: int, user_id: int) -> Any:
+    return jsonify(group_pages.set_member(front(), web.current(), group_id, user_id, False))
+
+
+@bp.get("/bases/<id:base_id>/access")
+def base_access_get(base_id: int) -> Any:
+    return jsonify({"groups": group_pages.base_access(front(), web.current(), base_id)})
+
+
+@bp.put("/bases/<id:base_id>/access")
+def base_access_put(base_id: int) -> Any:
+    _admin()
+    ids = group_pages.group_ids(_body().get("groups"))
+    return jsonify({"groups": group_pages.set_base_access(front(), web.current(), base_id, ids)})
 
 
 @bp.get("/settings")

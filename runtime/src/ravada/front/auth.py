@@ -27,7 +27,7 @@ def login_post() -> Any:
     try:
         v = accounts.login(front(), name, request.form.get("password", ""), web.client_ip())
     except FrontError as exc:
-        if exc.status not in (400, 401, 429):
+        if exc.status not in (400, 401, 429, 503):
             raise
         resp = render_template("login.html", error=exc.detail, name=name,
                                next=request.form.get("next", ""))

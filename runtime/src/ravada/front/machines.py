@@ -11,10 +11,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, true
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
 from ravada import limits, queue
+from ravada.auth.groups import in_access_list, usable_bases
 from ravada.db import Machine, Request, User
 from ravada.front import display_requests, validate, waits
 from ravada.front.dbutil import write_session
@@ -167,17 +168,16 @@ def _pending(s: Session, command: str, machine_id: int, user_id: int) -> Request
 
 
 def list_bases(s: Session, viewer: Viewer) -> list[dict[str, Any]]:
-    """Bases the viewer may use (public ones; all for admins) with the viewer's own clone.
+    """Bases the viewer may use, with the viewer's own clone.
 
-    Three queries whatever the number of bases: the bases, the viewer's clones of them and
-    the viewer's pending clone requests (no query per base).
+    Admins see every base; others the public ones whose access list is empty or
+    names one of their groups (the same rule as :func:`start_base`). A few queries
+    whatever the number of bases: the viewer's groups, the bases, the viewer's clones
+    of them and the viewer's pending clone requests (no query per base).
     """
     from ravada.front import policies
 
-    # "= true", not "IS true": MariaDB uses ix_machines_is_base_name only for the former
-    q = select(Machine).where(Machine.is_base == true())
-    if not viewer.is_admin:
-        q = q.where(Machine.is_public == true())
+    q = select(Machine).where(usable_bases(viewer.id, viewer.is_admin))
     bases = list(s.scalars(q.order_by(Machine.name)))
     if not bases:
         return []
@@ -240,8 +240,10 @@ def start_base(fs: FrontState, viewer: Viewer, base_id: int, client_ip: str) -> 
     A click while the same request is still pending returns that request again.
     """
     with fs.db.sessionmaker() as s:
-        base = s.get(Machine, base_id) if 0 < base_id <= MAX_ID else None
-        if base is None or not base.is_base or not (base.is_public or viewer.is_admin):
+        base = s.scalar(select(Machine).where(
+            Machine.id == base_id, usable_bases(viewer.id, viewer.is_admin))
+        ) if 0 < base_id <= MAX_ID else None
+        if base is None:
             raise NotFound(f"no base {base_id}")
         clone = s.scalar(select(Machine).where(Machine.base_id == base.id,
                                                Machine.owner_id == viewer.id).order_by(Machine.id))
@@ -278,6 +280,9 @@ def machine_action(fs: FrontState, viewer: Viewer, machine_id: int, action: str,
         m = visible_machine(s, viewer, machine_id)
         if m.is_base and action in ("remove", "start") and not viewer.is_admin:
             raise Forbidden(f"{action} of a base is for administrators")
+        if (action in ("start", "resume") and m.base_id is not None and not viewer.is_admin
+                and not in_access_list(s, viewer.id, m.base_id)):
+            raise Forbidden(f"{m.name}'s base is no longer given to you")
         allowed = ACTION_STATES.get(action)
         if allowed is not None and m.state not in allowed:
             raise Conflict(f"cannot {action.replace('_', ' ')} {m.name}: it is {m.state}")

@@ -87,6 +87,24 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, Any]]] =
     ("patch", "/users/{user_id}", "Set admin, disable, or reset the password (admin)", "users",
      _ref("User"), {"admin": True, "body": {"type": "object", "properties": {
          "is_admin": _bool, "is_disabled": _bool, "password": _str}}}),
+    ("get", "/groups", "Groups with their members (admin)", "groups", _list("Group"),
+     {"admin": True}),
+    ("post", "/groups", "Create a local group (admin)", "groups", _ref("Group"),
+     {"admin": True, "status": "201", "body": {
+         "type": "object", "required": ["name"],
+         "properties": {"name": _str, "description": _str}}}),
+    ("delete", "/groups/{group_id}", "Delete a group (admin)", "groups", None,
+     {"admin": True, "status": "204"}),
+    ("put", "/groups/{group_id}/members/{user_id}", "Put a user in a local group (admin)",
+     "groups", _ref("Group"), {"admin": True}),
+    ("delete", "/groups/{group_id}/members/{user_id}", "Take a user out of a local group "
+     "(admin)", "groups", _ref("Group"), {"admin": True}),
+    ("get", "/bases/{base_id}/access", "A base's access list (admin)", "groups",
+     _ref("AccessList"), {"admin": True}),
+    ("put", "/bases/{base_id}/access", "Replace a base's access list; [] is everyone (admin)",
+     "groups", _ref("AccessList"), {"admin": True, "body": {
+         "type": "object", "required": ["groups"],
+         "properties": {"groups": {"type": "array", "items": _int}}}}),
     ("get", "/settings", "Site settings (admin)", "settings", _ref("Settings"), {"admin": True}),
     ("patch", "/settings", "Change site settings (admin)", "settings", _ref("Settings"),
      {"admin": True, "body": _ref("Settings")}),
@@ -178,8 +196,16 @@ SCHEMAS: dict[str, Any] = {
         password=_str, expires=_null(_str), token_lifetime=_int,
         machine=_object(["id", "name"], id=_int, name=_str)),
     "User": _object(["id", "name", "is_admin", "is_disabled", "auth_backend", "created_at",
-                     "last_login_at"], id=_int, name=_str, is_admin=_bool, is_disabled=_bool,
-                    auth_backend=_str, created_at=_time, last_login_at=_time_or_null),
+                     "last_login_at", "directory_groups", "groups_read_at"],
+                    id=_int, name=_str, is_admin=_bool, is_disabled=_bool,
+                    auth_backend=_str, created_at=_time, last_login_at=_time_or_null,
+                    directory_groups=_null({"type": "array", "items": _str}),
+                    groups_read_at=_time_or_null),
+    "Group": _object(["id", "name", "source", "description", "members"], id=_int, name=_str,
+                     source={"type": "string", "enum": ["local", "ldap"]}, description=_str,
+                     members={"type": "array", "items": _str}),
+    "AccessList": _object(["groups"], groups={"type": "array", "items": _object(
+        ["id", "name", "source"], id=_int, name=_str, source=_str)}),
     "Settings": {"type": "object", "properties": {
         "site_title": _str, "motd": _str, "login_max_failures": _int,
         "login_window_seconds": _int, "login_account_free": _int, "console_ws_url": _str,
@@ -191,7 +217,7 @@ _ERRORS = {
     "404": "Not found (or not yours)", "409": "Conflict with the machine's state",
     "413": "Request body too large", "422": "Invalid value",
     "429": "Too many failed logins or password checks, or too many waits at once",
-    "503": "The backend is not answering",
+    "503": "The backend is not answering, or the user directory did not answer",
 }
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from flask import current_app
 
+from ravada.auth.service import Authenticator
 from ravada.config import Config
 from ravada.db import Database
 
@@ -17,6 +18,12 @@ class FrontState:
     config: Config
     db: Database
     secret_key: str
+    # The login backends of auth.order; directory connections live as long as the process.
+    auth: Authenticator = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.auth is None:
+            self.auth = Authenticator(self.config.auth)
 
 
 @dataclass(frozen=True)
