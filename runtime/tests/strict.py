@@ -3,8 +3,8 @@
 A developer's laptop without KVM, network namespaces, MariaDB or a browser skips those tests
 with the reason. CI runs on a host that has them all, so there a skip would hide a broken
 fixture behind a green run: :func:`unavailable` fails instead, and the conftest hook fails any
-skipped test marked ``kvm``, ``netns``, ``mariadb`` or ``browser`` (``skipif`` marks,
-``importorskip``).
+skipped test marked ``kvm``, ``netns``, ``mariadb``, ``browser``, ``ldap`` or ``samba``
+(``skipif`` marks, ``importorskip``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import NoReturn
 import pytest
 
 STRICT_VAR = "RAVADA_TEST_STRICT"
-STRICT_MARKS = ("kvm", "netns", "mariadb", "browser")
+STRICT_MARKS = ("kvm", "netns", "mariadb", "browser", "ldap", "samba")
 
 
 def strict() -> bool:

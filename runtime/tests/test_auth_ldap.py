@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from directory import GROUPS, SERVICE_DN, SERVICE_PW, USERS, Slapd, free_port
 from sqlalchemy import select
+from strict import unavailable
 from test_front_support import StubBackend, add_machine, add_user, csrf_of
 
 from ravada import config as rconfig
@@ -34,6 +35,8 @@ pytestmark = pytest.mark.ldap
 
 @pytest.fixture(scope="module")
 def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
+    if not Path("/usr/sbin/slapd").exists():
+        unavailable("Debian's slapd is not installed (apt-get install slapd ldap-utils)")
     server = Slapd(tmp_path_factory.mktemp("slapd")).start()
     yield server
     server.stop()
