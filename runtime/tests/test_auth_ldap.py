@@ -200,17 +200,19 @@ def test_directory_down_then_back(slapd: Slapd) -> None:
 def test_config_errors_name_the_key(slapd: Slapd, tmp_path: Path, change: dict[str, Any],
                                     key: str) -> None:
     with pytest.raises(rconfig.ConfigError) as err:
-        rconfig.from_dict({"auth": {"order": ["local", "ldap"],
+        rconfig.from_dict({"queue": {"socket": str(tmp_path / "q.sock")},
+                           "auth": {"order": ["local", "ldap"],
                                     "ldap": ldap_conf(slapd, **change)}})
     assert str(err.value).startswith(key + ":"), str(err.value)
 
 
-def test_config_order_is_checked() -> None:
+def test_config_order_is_checked(tmp_path: Path) -> None:
+    queue = {"socket": str(tmp_path / "q.sock")}
     with pytest.raises(rconfig.ConfigError, match=r"^auth.order\[1\]: unknown backend"):
-        rconfig.from_dict({"auth": {"order": ["local", "kerberos"]}})
+        rconfig.from_dict({"queue": queue, "auth": {"order": ["local", "kerberos"]}})
     with pytest.raises(rconfig.ConfigError, match="^auth.ldap.uris:"):
-        rconfig.from_dict({"auth": {"order": ["ldap"]}})
-    assert rconfig.from_dict({}).auth.order == ["local"]
+        rconfig.from_dict({"queue": queue, "auth": {"order": ["ldap"]}})
+    assert rconfig.from_dict({"queue": queue}).auth.order == ["local"]
 
 
 # ------------------------------------------------------------------ through the front
