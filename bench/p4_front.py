@@ -314,7 +314,10 @@ def main(argv: list[str] | None = None) -> int:
                         r["max_rate_p99_ok"], "req/s", f">= {args.rate:.0f}",
                         (r["max_rate_p99_ok"] or 0) >= args.rate),
         ]
+    met = {r["db"]: {"at_target": meets(r["at_target"], args.p99_ms),
+                     "max_rate": (r["max_rate_p99_ok"] or 0) >= args.rate} for r in runs}
     data = {"benchmark": "p4_front", "started": started, "finished": results.utc_now(),
+            "met": met,
             "env": envd, "params": {k: v for k, v in vars(args).items()}, "runs": runs,
             "rows": rows}
     path = results.save("p4_front", data)

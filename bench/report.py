@@ -1,15 +1,39 @@
 #!/usr/bin/env python3
-"""Rewrite the results table of bench/README.md from bench/results/*.json (and print it)."""
+"""The results table and the figures quoted in the docs, from bench/results/*.json.
+
+    bench/report.py           # rewrite bench/README.md's table and every <!--fig--> figure
+    bench/report.py --check   # fail when a document disagrees with the current results
+                              # (make lint runs it): see benchlib/prose.py
+"""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import results  # noqa: E402
+from benchlib import prose, results  # noqa: E402
 
-if __name__ == "__main__":
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--check", action="store_true",
+                   help="change nothing; exit 1 listing stale tables, figures or results")
+    args = p.parse_args(argv)
+    if args.check:
+        problems = prose.check()
+        for problem in problems:
+            print(f"bench/report.py --check: {problem}", file=sys.stderr)
+        if problems:
+            print("Re-run the benchmark, or bench/report.py, or quote the figure with a "
+                  "<!--fig RESULT PATH SPEC--> placeholder.", file=sys.stderr)
+        return 1 if problems else 0
     results.render_readme()
     print(results.table())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -11,6 +11,7 @@
 # RAVADA_URL (default https://127.0.0.1, as seen from the host), RAVADA_ADMIN_USER (admin),
 # RAVADA_ADMIN_PASSWORD (default: rvd_admin_password of the inventory's group_vars/ravada.yml).
 # P6 re-runs site.yml with RAVADA_BENCH_INVENTORY (default inventories/local).
+# RAVADA_BENCH_PROFILE=1: P1 and P4 also profile when their targets are met.
 # bench/deploy.sh makes and converges the container ravada-bench (inventory bench/inventory):
 #   bench/deploy.sh && RAVADA_BENCH_HOST=ravada-bench RAVADA_BENCH_INVENTORY=bench/inventory \
 #       bench/run.sh p1 p5 p6
@@ -27,12 +28,22 @@ if [ -z "${RAVADA_ADMIN_PASSWORD:-}" ]; then  # the inventory's (demo/bench inve
         "$INVENTORY/group_vars/ravada.yml" 2>/dev/null || true)
 fi
 export RAVADA_ADMIN_PASSWORD=${RAVADA_ADMIN_PASSWORD:-}
+# The commit measured, recorded in every result (runs on a host have no checkout): HEAD, and
+# "+dirty" when runtime/ or bench/ (results and README aside) differ from it.
+if [ -z "${RAVADA_BENCH_COMMIT:-}" ]; then
+    RAVADA_BENCH_COMMIT=$(git rev-parse HEAD)
+    if git status --porcelain -- runtime bench | grep -v -e bench/results/ -e bench/README.md \
+            | grep -q .; then
+        RAVADA_BENCH_COMMIT="$RAVADA_BENCH_COMMIT+dirty"
+    fi
+fi
+export RAVADA_BENCH_COMMIT
 
 on_host() {  # on_host SCRIPT ARGS... : run bench/SCRIPT on the deployed host, fetch results
     local script=$1; shift
     local envs=(RAVADA_URL="$RAVADA_URL" RAVADA_ADMIN_USER="$RAVADA_ADMIN_USER"
                 RAVADA_ADMIN_PASSWORD="$RAVADA_ADMIN_PASSWORD"
-                RAVADA_BENCH_COMMIT="$(git rev-parse HEAD 2>/dev/null || echo unknown)")
+                RAVADA_BENCH_COMMIT="$RAVADA_BENCH_COMMIT")
     case "$HOST" in
         local)
             env "${envs[@]}" python3 "bench/$script" "$@" ;;
@@ -60,8 +71,9 @@ for t in "${targets[@]}"; do
     echo "=== bench $t ==="
     case "$t" in
         queue) [ -f bench/queue_bench.py ] && "$PY" bench/queue_bench.py || status=1 ;;
-        p4) "$PY" bench/p4_front.py || status=1 ;;
-        p1) on_host p1_click.py -n "${RAVADA_BENCH_N:-20}" || status=1 ;;
+        p4) "$PY" bench/p4_front.py ${RAVADA_BENCH_PROFILE:+--profile} || status=1 ;;
+        p1) on_host p1_click.py ${RAVADA_BENCH_PROFILE:+--profile} -n "${RAVADA_BENCH_N:-20}" \
+                || status=1 ;;
         p2) on_host p2_pool.py -n "${RAVADA_BENCH_N:-20}" || status=1 ;;
         p5) on_host p5_burst.py --users "${RAVADA_BENCH_USERS:-30}" || status=1 ;;
         p5pool) on_host p5_burst.py --users "${RAVADA_BENCH_USERS:-30}" \

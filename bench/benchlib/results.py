@@ -1,17 +1,25 @@
 """Results: one JSON file per benchmark under ``bench/results/`` and the table in the README.
 
 Every result holds ``env`` (machine + versions), ``started``/``finished`` (UTC), the raw
-samples, and ``rows``: ``{"metric", "value", "unit", "target", "met"}`` -- the lines of the
-Markdown table that :func:`render_readme` writes between the markers in ``bench/README.md``.
+samples, ``rows``: ``{"metric", "value", "unit", "target", "met"}`` -- the lines of the
+Markdown table that :func:`render_readme` writes between the markers in ``bench/README.md``
+-- and ``provenance`` (stamped by :func:`save`): the git commit of the code measured and the
+machine's load average when the script started and when it saved.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import platform
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
+
+# The load average when this script started (benchlib is imported first thing).
+LOAD_AT_START = [round(x, 2) for x in os.getloadavg()]
 
 BENCH_DIR = Path(__file__).resolve().parent.parent
 RESULTS_DIR = BENCH_DIR / "results"
@@ -39,8 +47,36 @@ def row(metric: str, value: Any, unit: str = "", target: str = "",
     return {"metric": metric, "value": value, "unit": unit, "target": target, "met": met}
 
 
+def git_commit() -> dict[str, Any]:
+    """The commit measured: ``RAVADA_BENCH_COMMIT`` (run.sh sets it for runs on a deployed
+    host, where there is no checkout), else this checkout's HEAD; ``dirty`` when runtime/ or
+    bench/ (results and README aside) differ from it."""
+    given = os.environ.get("RAVADA_BENCH_COMMIT")
+    if given:
+        commit, _, flag = given.partition("+")
+        return {"commit": commit, "dirty": flag == "dirty"}
+    root = BENCH_DIR.parent
+
+    def git(*args: str) -> str:
+        res = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
+                             check=False)
+        return res.stdout.strip() if res.returncode == 0 else ""
+
+    commit = git("rev-parse", "HEAD")
+    changed = [line for line in git("status", "--porcelain", "--", "runtime", "bench")
+               .splitlines() if "bench/results/" not in line and "bench/README.md" not in line]
+    return {"commit": commit or "unknown", "dirty": bool(changed)}
+
+
+def provenance() -> dict[str, Any]:
+    """Commit and load of this run (start: when the script started; end: now)."""
+    return {**git_commit(), "host": platform.node(), "load_start": LOAD_AT_START,
+            "load_end": [round(x, 2) for x in os.getloadavg()]}
+
+
 def save(name: str, data: dict[str, Any], results_dir: Path = RESULTS_DIR) -> Path:
-    """Write ``<results_dir>/<name>.json`` and return its path."""
+    """Write ``<results_dir>/<name>.json`` (with its :func:`provenance`); return its path."""
+    data["provenance"] = provenance()
     results_dir.mkdir(parents=True, exist_ok=True)
     path = results_dir / f"{name}.json"
     path.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n",
@@ -63,10 +99,19 @@ def _rows_of(data: dict[str, Any]) -> list[dict[str, Any]]:
     return [row(k, v) for k, v in data.items() if isinstance(v, (int, float))]
 
 
+def _provenance_cell(prov: Any) -> str:
+    if not isinstance(prov, dict):
+        return "**not recorded**"
+    commit = str(prov.get("commit", "?"))[:10] + (" (dirty)" if prov.get("dirty") else "")
+    start, end = prov.get("load_start") or ["?"], prov.get("load_end") or ["?"]
+    return f"{commit} / {start[0]}, {end[0]}"
+
+
 def table(results_dir: Path = RESULTS_DIR) -> str:
     """The Markdown table of every ``*.json`` under ``results_dir``."""
-    lines = ["| benchmark | metric | value | target | met | run (UTC) / host |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| benchmark | metric | value | target | met | run (UTC) / host "
+             "| commit / load at start, end |",
+             "|---|---|---|---|---|---|---|"]
     order = list(TITLES)
     files = sorted(results_dir.glob("*.json"),
                    key=lambda p: (order.index(p.stem) if p.stem in order else 99, p.stem))
@@ -74,25 +119,35 @@ def table(results_dir: Path = RESULTS_DIR) -> str:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            lines.append(f"| {path.stem} | unreadable: {exc} | | | | |")
+            lines.append(f"| {path.stem} | unreadable: {exc} | | | | | |")
             continue
         title = TITLES.get(path.stem, path.stem)
         env = data.get("env", {})
         where = f"{data.get('finished', '?')} / {env.get('machine', {}).get('hostname', '?')}"
+        prov = _provenance_cell(data.get("provenance"))
         for r in _rows_of(data):
             met = {True: "yes", False: "**no**", None: ""}[r.get("met")]
             value = f"{_fmt(r.get('value'))} {r.get('unit', '')}".strip()
             lines.append(f"| {title} | {r['metric']} | {value} | {r.get('target', '')} "
-                         f"| {met} | {where} |")
-            title, where = "", ""
+                         f"| {met} | {where} | {prov} |")
+            title, where, prov = "", "", ""
     return "\n".join(lines)
 
 
-def render_readme(readme: Path = README, results_dir: Path = RESULTS_DIR) -> None:
-    """Replace the text between the result markers of the README with the current table."""
-    text = readme.read_text(encoding="utf-8")
+def with_table(text: str, results_dir: Path = RESULTS_DIR, name: str = "README") -> str:
+    """``text`` with the current table between the result markers."""
     if BEGIN not in text or END not in text:
-        raise ValueError(f"{readme}: the markers {BEGIN} and {END} are missing")
+        raise ValueError(f"{name}: the markers {BEGIN} and {END} are missing")
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{BEGIN}\n{table(results_dir)}\n{END}{tail}", encoding="utf-8")
+    return f"{head}{BEGIN}\n{table(results_dir)}\n{END}{tail}"
+
+
+def render_readme(readme: Path = README, results_dir: Path = RESULTS_DIR) -> None:
+    """Rewrite the table and the figures in the prose (:mod:`benchlib.prose`) of the README
+    and of the other documents that quote results."""
+    from benchlib import prose
+
+    readme.write_text(with_table(readme.read_text(encoding="utf-8"), results_dir, str(readme)),
+                      encoding="utf-8")
+    prose.fill_all(results_dir, [readme, *prose.other_documents()])

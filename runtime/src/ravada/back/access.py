@@ -43,7 +43,7 @@ def viewer_ports(ctx: Context, display: dict[str, Any]) -> list[int]:
 def _viewers(ctx: Context, machine_id: int) -> list[tuple[str, int | None, datetime]]:
     """(client_ip, user_id, opened_at) of a machine's viewers, oldest first."""
     latest: dict[str, tuple[int | None, datetime]] = {}
-    with ctx.db.session() as s:
+    with ctx.db.sessionmaker() as s:  # a read: no transaction to commit
         rows = s.execute(select(FirewallRule.client_ip, FirewallRule.user_id,
                                 FirewallRule.created_at)
                          .where(FirewallRule.machine_id == machine_id)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from ravada import display as rdisplay
 from ravada.back import access, desktops, files, isos, limits, pool, timers
@@ -40,14 +42,18 @@ log = logging.getLogger(__name__)
 Result = dict[str, Any]
 Handler = Callable[[Context, Job], Result]
 
-def _user(ctx: Context, user_id: Any) -> User:
+def _user_in(s: Session, user_id: Any) -> User:
     if isinstance(user_id, bool) or not isinstance(user_id, int):
         raise RequestError(f"bad user_id {user_id!r}: an integer")
-    with ctx.db.session() as s:
-        user = s.get(User, user_id)
-        if user is None:
-            raise RequestError(f"user {user_id} does not exist")
-        return user
+    user = s.get(User, user_id)
+    if user is None:
+        raise RequestError(f"user {user_id} does not exist")
+    return user
+
+
+def _user(ctx: Context, user_id: Any) -> User:
+    with ctx.db.sessionmaker() as s:
+        return _user_in(s, user_id)
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -111,27 +117,55 @@ def _new_machine(ctx: Context, job: Job, **fields: Any) -> int:
 
 
 def _xml(ctx: Context, name: str, memory_mb: int, vcpus: int, disks: list[str],
-         iso: str | None, uuid: str | None = None) -> str:
+         iso: str | None, uuid: str | None = None,
+         password: tuple[str, datetime] | None = None) -> str:
     try:
         return render_domain(name, memory_mb, vcpus, disks, iso, ctx.config.display.listen,
                              domain_type=ctx.host.domain_type, uuid=uuid,
-                             spice_tls=ctx.config.display.spice_tls)
+                             spice_tls=ctx.config.display.spice_tls,
+                             password=password[0] if password else None,
+                             password_valid_to=password[1] if password else None)
     except ValueError as exc:
         raise RequestError(str(exc)) from None
 
 
 def _define_new(ctx: Context, name: str, machine_id: int, make_disks: Callable[[], list[str]],
-                memory_mb: int, vcpus: int, iso: str | None) -> None:
-    """Make the disks and the domain of a new machine row; on any failure remove all of it."""
+                memory_mb: int, vcpus: int, iso: str | None,
+                password: tuple[str, datetime] | None = None) -> Guest:
+    """Make the disks and the domain of a new machine row; on any failure remove all of it.
+
+    ``password``: (password, valid until) of the display when it starts (see ``clone``).
+    """
     try:
-        guest = ctx.host.define(_xml(ctx, name, memory_mb, vcpus, make_disks(), iso))
-        state = guest.state()
-        with ctx.db.session() as s:
+        guest = ctx.host.define(_xml(ctx, name, memory_mb, vcpus, make_disks(), iso,
+                                     password=password))
+        with ctx.db.session() as s:  # a domain just defined is shut off
             s.execute(update(Machine).where(Machine.id == machine_id)
-                      .values(domain_uuid=guest.uuid, state=state))
+                      .values(domain_uuid=guest.uuid, state="shutdown"))
     except BaseException:
         discard(ctx, name, machine_id)
         raise
+    return guest
+
+
+def _open_access(ctx: Context, machine: Machine, disp: dict[str, Any], client_ip: str,
+                 password: str, expires: datetime, user_id: int | None = None,
+                 console: bool = False) -> Result:
+    """The viewer's ports opened to ``client_ip`` (not for the browser console, which
+    reaches VNC through rvd_console on loopback), the state and display written with the
+    machine's deadlines in one transaction, and the connection info of the (already set)
+    ``password``."""
+    ports = access.viewer_ports(ctx, disp)
+    if not ports and not (console and disp.get("vnc")):
+        raise RequestError(f"machine {machine.name!r} has no display ports")
+    if not console:
+        access.open_for(ctx, machine, ports, client_ip, user_id)
+    with ctx.db.session() as s:
+        row = s.get(Machine, machine.id)
+        if row is not None:
+            before, row.state, row.display = row.state, "running", disp
+            timers.on_state(s, row, before)  # a clone that just started: its deadlines
+    return rdisplay.connection_info(machine.name, disp, ctx.public_host, password, expires)
 
 
 def open_display_for(ctx: Context, machine_id: int, client_ip: str, user_id: int | None = None,
@@ -141,23 +175,14 @@ def open_display_for(ctx: Context, machine_id: int, client_ip: str, user_id: int
     ``console``: for the browser console, which reaches VNC through rvd_console on
     loopback: only the password changes, no port is opened to the viewer.
     """
-    with ctx.db.session() as s:
+    with ctx.db.sessionmaker() as s:
         machine = get_machine(s, machine_id)
     guest = _guest(ctx, machine)
     _need_running(guest, "open the display of")
-    disp = guest.display()
-    ports = access.viewer_ports(ctx, disp)
-    if not ports and not (console and disp.get("vnc")):
-        raise RequestError(f"machine {machine.name!r} has no display ports")
     password = rdisplay.new_password()
     expires = rdisplay.valid_until(ctx.config.display.password_lifetime)
-    guest.set_display_password(password, expires)
-    if not console:
-        access.open_for(ctx, machine, ports, client_ip, user_id)
-    with ctx.db.session() as s:
-        s.execute(update(Machine).where(Machine.id == machine_id)
-                  .values(display=disp, state="running"))
-    return rdisplay.connection_info(machine.name, disp, ctx.public_host, password, expires)
+    disp = guest.set_display_password(password, expires)  # ports from the same live XML
+    return _open_access(ctx, machine, disp, client_ip, password, expires, user_id, console)
 
 
 def _start(ctx: Context, machine: Machine, client_ip: str | None,
@@ -259,8 +284,13 @@ def remove_base(ctx: Context, job: Job) -> Result:
     return {}
 
 
-def _make_clone(ctx: Context, job: Job, base: Machine, name: str, **fields: Any) -> int:
-    """A new overlay clone of ``base`` (row, volume, domain; all removed on failure)."""
+def _make_clone(ctx: Context, job: Job, base: Machine, name: str,
+                password: tuple[str, datetime] | None = None,
+                **fields: Any) -> tuple[int, Guest]:
+    """A new overlay clone of ``base`` (row, volume, domain; all removed on failure).
+
+    ``password``: the display's one-time password and expiry, defined with the domain so
+    that starting it for a viewer needs no live device update."""
     base_disks = _guest(ctx, base).disk_paths()
     if not base_disks:
         raise RequestError(f"base {base.name!r} has no disk")
@@ -269,18 +299,17 @@ def _make_clone(ctx: Context, job: Job, base: Machine, name: str, **fields: Any)
     machine_id = _new_machine(ctx, job, name=name, base_id=base.id, memory_mb=base.memory_mb,
                               vcpus=base.vcpus, disk_gb=base.disk_gb,
                               volatile=bool(base.volatile), **fields)
-    _define_new(ctx, name, machine_id,
-                lambda: [ctx.storage.create_overlay(name, base_disks[0])],
-                base.memory_mb, base.vcpus, None)
-    return machine_id
+    guest = _define_new(ctx, name, machine_id,
+                        lambda: [ctx.storage.create_overlay(name, base_disks[0])],
+                        base.memory_mb, base.vcpus, None, password=password)
+    return machine_id, guest
 
 
 def _pool_clone(ctx: Context, job: Job, base: Machine) -> Result:
     """The pool keeper's refill: one unassigned clone, started when asked."""
     with pool.new_name(ctx, base.name) as name:
-        machine_id = _make_clone(ctx, job, base, name, owner_id=None, is_pool=True)
+        machine_id, guest = _make_clone(ctx, job, base, name, owner_id=None, is_pool=True)
     if bool_arg(job.args, "start"):
-        guest = ctx.host.guest(name)
         guest.start()
         _record(ctx, machine_id, guest)
     return {"machine_id": machine_id, "pool": True}
@@ -291,18 +320,25 @@ def clone(ctx: Context, job: Job) -> Result:
 
     One desktop per user per base: clicks racing in this backend join the one making it
     (``desktops.making``); another backend's insert hits the unique constraint.
+    A new clone that starts for a viewer is defined with its one-time display password in
+    the domain XML, so the click makes no live device update; its ports come from one read
+    of the live XML, and its state and display rows are written in one transaction.
     """
     args = job.args
-    base = _load(ctx, job)
-    if not base.is_base:
-        raise RequestError(f"machine {base.name!r} is not a base: prepare_base first")
-    if args.get("pool") is True:
+    with ctx.db.sessionmaker() as s:  # reads only: the base, and the user
+        base = get_machine(s, job.machine_id)
+        if not base.is_base:
+            raise RequestError(f"machine {base.name!r} is not a base: prepare_base first")
+        user = None if args.get("pool") is True else _user_in(s, args.get("user_id",
+                                                                          job.user_id))
+    if user is None:
         return _pool_clone(ctx, job, base)
-    user = _user(ctx, args.get("user_id", job.user_id))
     start = bool_arg(args, "start")
     client_ip = client_ip_arg(args, required=False)
+    fresh: Guest | None = None
+    password: tuple[str, datetime] | None = None
     with desktops.making(base.id, user.id), limits.user_lock(user.id):
-        with ctx.db.session() as s:
+        with ctx.db.sessionmaker() as s:
             existing = s.scalar(select(Machine).where(Machine.base_id == base.id,
                                                       Machine.owner_id == user.id))
         if existing is not None and existing.state in ("creating", "removing"):
@@ -318,26 +354,41 @@ def clone(ctx: Context, job: Job) -> Result:
             if taken is not None:
                 machine_id = taken
             else:
-                with ctx.db.session() as s:
+                with ctx.db.sessionmaker() as s:
                     name = clone_name(s, base.name, user.name)
+                if client_ip:
+                    password = (rdisplay.new_password(),
+                                rdisplay.valid_until(ctx.config.display.password_lifetime))
                 try:
-                    machine_id = _make_clone(ctx, job, base, name, owner_id=user.id)
+                    machine_id, fresh = _make_clone(ctx, job, base, name, password=password,
+                                                    owner_id=user.id)
                 except RequestError as exc:
                     if desktops.has_clone(ctx, base.id, user.id):
                         raise RequestError(f"you already have a desktop of {base.name!r} "
                                            "(made by another request): click again") from exc
                     raise
-        if start or client_ip:
-            with ctx.db.session() as s:
+        if fresh is not None and (start or client_ip):
+            fresh.start()  # just defined: shut off
+            if password is None:
+                _record(ctx, machine_id, fresh)
+            # else: _open_access below writes the state with the display's rows
+        elif start or client_ip:
+            with ctx.db.sessionmaker() as s:
                 machine = get_machine(s, machine_id)
             if machine.state not in ("running",):
                 _start(ctx, machine, None)
         result: Result = {"machine_id": machine_id}
         if client_ip:  # still under the lock: joined clicks open the display one at a time
             try:
-                result["display"] = open_display_for(ctx, machine_id, client_ip, user.id)
+                if fresh is not None and password is not None:
+                    with ctx.db.sessionmaker() as s:
+                        machine = get_machine(s, machine_id)
+                    result["display"] = _open_access(ctx, machine, fresh.display(), client_ip,
+                                                     *password, user.id)
+                else:
+                    result["display"] = open_display_for(ctx, machine_id, client_ip, user.id)
             except (RequestError, VirtError, FirewallError) as exc:
-                with ctx.db.session() as s:
+                with ctx.db.sessionmaker() as s:
                     name = get_machine(s, machine_id).name
                 raise RequestError(f"machine {name!r} is ready and started, but its "
                                    f"display could not be opened: {exc}") from None

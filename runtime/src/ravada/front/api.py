@@ -13,6 +13,7 @@ from flask import Blueprint, Response, g, jsonify, request, send_file
 from flask_wtf.csrf import generate_csrf
 
 from ravada import queue
+from ravada.db import Request
 from ravada.front import accounts, consoles, machines, policies, settings, validate, web
 from ravada.front import groups as group_pages
 from ravada.front.dbutil import write_session
@@ -58,9 +59,12 @@ def _wait(default: float = 0.0) -> float:
     return validate.wait_seconds(request.args.get("wait"), default=default)
 
 
-def _request_reply(req_id: int, wait: float, **extra: Any) -> tuple[Response, int]:
-    """A submitted request: 202 while pending, 200 when done, 409 when it failed."""
-    r = machines.get_request(front(), web.current(), req_id, wait)
+def _request_reply(req: int | Request, wait: float, **extra: Any) -> tuple[Response, int]:
+    """A submitted request: 202 while pending, 200 when done, 409 when it failed.
+
+    ``req``: its id, or the row the caller already read (no second read)."""
+    r = req if isinstance(req, Request) else machines.get_request(front(), web.current(), req,
+                                                                  wait)
     view = machines.request_json(r, web.current())
     body = {"request_id": r.id, "status": r.status, **extra, "request": view}
     if r.status == queue.FAILED:
@@ -166,7 +170,7 @@ def base_start(base_id: int) -> Any:
                                                web.browser_host())
         except (Conflict, Unavailable):
             display = None
-    reply, status = _request_reply(r.id, 0, machine_id=machine_id, display=display)
+    reply, status = _request_reply(r, 0, machine_id=machine_id, display=display)
     return web.no_store(reply), status
 
 

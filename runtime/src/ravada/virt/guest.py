@@ -75,6 +75,29 @@ def _is(err: libvirt.libvirtError, *codes: int) -> bool:
     return err.get_error_code() in codes
 
 
+def _display_of(root: ET.Element) -> dict:
+    """The display ports and listen address in a domain's live XML (see Guest.display)."""
+    running = root.get("id") is not None
+    info: dict = {"listen": None, "spice": None, "spice_tls": None, "vnc": None}
+
+    def port(value: str | None) -> int | None:
+        return int(value) if running and value and int(value) > 0 else None
+
+    for gfx in root.iterfind("devices/graphics"):
+        kind = gfx.get("type")
+        if kind not in ("spice", "vnc"):
+            continue
+        listen = gfx.find("listen[@type='address']")
+        address = listen.get("address") if listen is not None else gfx.get("listen")
+        info["listen"] = info["listen"] or address
+        if kind == "spice":
+            info["spice"] = port(gfx.get("port"))
+            info["spice_tls"] = port(gfx.get("tlsPort"))
+        else:
+            info["vnc"] = port(gfx.get("port"))
+    return info
+
+
 class Guest:
     """A domain of ``host``; ``name`` and ``uuid`` are fixed when it is looked up."""
 
@@ -265,32 +288,18 @@ class Guest:
 
         Ports are ``None`` when the domain is not running or has no such graphics.
         """
-        root = self._live_xml()
-        running = root.get("id") is not None
-        info: dict = {"listen": None, "spice": None, "spice_tls": None, "vnc": None}
+        return _display_of(self._live_xml())
 
-        def port(value: str | None) -> int | None:
-            return int(value) if running and value and int(value) > 0 else None
-
-        for gfx in root.iterfind("devices/graphics"):
-            kind = gfx.get("type")
-            if kind not in ("spice", "vnc"):
-                continue
-            listen = gfx.find("listen[@type='address']")
-            address = listen.get("address") if listen is not None else gfx.get("listen")
-            info["listen"] = info["listen"] or address
-            if kind == "spice":
-                info["spice"] = port(gfx.get("port"))
-                info["spice_tls"] = port(gfx.get("tlsPort"))
-            else:
-                info["vnc"] = port(gfx.get("port"))
-        return info
-
-    def set_display_password(self, password: str, valid_to: datetime) -> None:
-        """Set ``password`` on SPICE and VNC of the running domain, valid until ``valid_to``.
+    def set_display_password(self, password: str, valid_to: datetime) -> dict:
+        """Set ``password`` on SPICE and VNC of the running domain, valid until ``valid_to``;
+        return :meth:`display` as read from the same live XML.
 
         A naive ``valid_to`` is taken as UTC. Each graphics element is sent back as the live
-        XML has it (type, ports, listen) with ``passwd`` and ``passwdValidTo`` changed.
+        XML has it (type, ports, listen) with ``passwd`` and ``passwdValidTo`` changed: one
+        ``updateDeviceFlags`` per graphics, as libvirt takes exactly one device per call
+        (virDomainUpdateDeviceFlags parses a single device element; a ``<devices>`` wrapper
+        with both is refused). A domain that starts with its password needs neither
+        (``render_domain(password=...)``).
         """
         if not password or any(ord(c) < 32 for c in password):
             raise ValueError("display password must be non-empty printable text")
@@ -300,6 +309,7 @@ class Guest:
         root = self._live_xml()
         if root.get("id") is None:
             raise VirtError(f"set display password of {self.name}: machine is not running")
+        info = _display_of(root)
         devices = []
         for gfx in root.iterfind("devices/graphics"):
             if gfx.get("type") in ("spice", "vnc"):
@@ -318,8 +328,9 @@ class Guest:
             # The test driver has no live device update; the real path runs on KVM
             # (tests/test_virt_kvm.py). Keep the flow hermetic instead of failing.
             log.debug("test driver: display password of %s not applied", self.name)
-            return
+            return info
         self._run("set display password of", run)
+        return info
 
     def disk_paths(self) -> list[str]:
         """Source paths of the domain's disks (device='disk', not the cdrom)."""
