@@ -62,10 +62,12 @@ _reserved: set[str] = set()  # pool names being made by this backend (no row yet
 @contextmanager
 def new_name(ctx: Context, base: str) -> Iterator[str]:
     """A free ``<base>-pool-<n>``, reserved until the block ends (refills run in parallel)."""
-    with ctx.db.sessionmaker() as s:
-        taken = set(s.scalars(select(Machine.name).where(
-            Machine.name.like(f"{base[:40]}%{rpolicy.POOL_INFIX}%"))))
     with _names_guard:
+        # Read under the guard: a name read before another refill's row was committed and
+        # its reservation dropped would look free and be taken twice.
+        with ctx.db.sessionmaker() as s:
+            taken = set(s.scalars(select(Machine.name).where(
+                Machine.name.like(f"{base[:40]}%{rpolicy.POOL_INFIX}%"))))
         n = 1
         while (name := rpolicy.pool_name(base, n)) in taken or name in _reserved:
             n += 1
