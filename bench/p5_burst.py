@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
                         "results go to p5_burst_pooled")
     p.add_argument("--target-last", type=float, default=3.0,
                    help="with --pool: seconds from the first click to the last display")
+    p.add_argument("--settle", type=float, default=45.0,
+                   help="with --pool: seconds between the pool being up and the burst")
     p.add_argument("--profile", action="store_true",
                    help="py-spy the daemons during the burst; results go to p5_burst_profiled")
     args = p.parse_args(argv)
@@ -116,7 +118,10 @@ def main(argv: list[str] | None = None) -> int:
 
         pool_base = pooled_base(sess, args.pool, args.base_memory_mb)
         print(f"pool of {args.pool} running after "
-              f"{wait_pool(sess.admin, pool_base, args.pool):.1f} s", flush=True)
+              f"{wait_pool(sess.admin, pool_base, args.pool):.1f} s; letting the guests "
+              f"settle for {args.settle:.0f} s (a class starts after its pool was made)",
+              flush=True)
+        time.sleep(args.settle)
         sess.base_id = pool_base
 
     done: list[tuple[list[dict[str, Any]], float]] = []
@@ -146,16 +151,15 @@ def main(argv: list[str] | None = None) -> int:
         cleanup(sess.admin, "pool")
     conn.close()
 
-    ok = running == args.users and not errors
+    ok_desktops = ok = running == args.users and not errors
     pooled_rows = []
     if args.pool:
-        ok_last = ok and total <= args.target_last
+        ok = ok_desktops and total <= args.target_last
         pooled_rows = [results.row(f"pool of {args.pool}: first click to last display",
-                                   round(total, 3), "s", f"<= {args.target_last} s", ok_last)]
-        ok = ok_last
+                                   round(total, 3), "s", f"<= {args.target_last} s", ok)]
     rows = [*pooled_rows,
         results.row("desktops running / errors", f"{running} / {len(errors)}", "",
-                    f"{args.users} / 0", ok),
+                    f"{args.users} / 0", ok_desktops),
         results.row("total time, first click to last desktop", round(total, 3), "s"),
         results.row(f"reference {args.users} x raw / {cores} cores (same run)",
                     round(reference, 3), "s"),
