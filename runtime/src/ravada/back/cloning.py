@@ -1,0 +1,140 @@
+"""The clone handler: a user's desktop of a base (their own, a pool clone, or a new one)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from ravada import display as rdisplay
+from ravada.back import desktops, limits, pool
+from ravada.back.args import bool_arg, client_ip_arg
+from ravada.back.context import Context, Job
+from ravada.back.errors import RequestError
+from ravada.back.machines import clone_name, get_machine, own_volumes
+from ravada.back.steps import (
+    Result,
+    define_new,
+    guest_of,
+    new_machine,
+    open_access,
+    open_display_for,
+    record,
+    start_machine,
+    user_in,
+)
+from ravada.db import Machine
+from ravada.firewall import FirewallError
+from ravada.virt import Guest, VirtError
+
+
+def _make_clone(ctx: Context, job: Job, base: Machine, name: str,
+                password: tuple[str, datetime] | None = None,
+                **fields: Any) -> tuple[int, Guest]:
+    """A new overlay clone of ``base`` (row, volume, domain; all removed on failure).
+
+    ``password``: the display's one-time password and expiry, defined with the domain so
+    that starting it for a viewer needs no live device update."""
+    base_disks = guest_of(ctx, base).disk_paths()
+    if not base_disks:
+        raise RequestError(f"base {base.name!r} has no disk")
+    if ctx.host.has_guest(name) or own_volumes(ctx, name):
+        raise RequestError(f"a libvirt domain or volume named {name!r} already exists")
+    machine_id = new_machine(ctx, job, name=name, base_id=base.id, memory_mb=base.memory_mb,
+                              vcpus=base.vcpus, disk_gb=base.disk_gb,
+                              volatile=bool(base.volatile), **fields)
+    guest = define_new(ctx, name, machine_id,
+                        lambda: [ctx.storage.create_overlay(name, base_disks[0])],
+                        base.memory_mb, base.vcpus, None, password=password)
+    return machine_id, guest
+
+
+def _pool_clone(ctx: Context, job: Job, base: Machine) -> Result:
+    """The pool keeper's refill: one unassigned clone, started when asked."""
+    with pool.new_name(ctx, base.name) as name:
+        machine_id, guest = _make_clone(ctx, job, base, name, owner_id=None, is_pool=True)
+    if bool_arg(job.args, "start"):
+        guest.start()
+        record(ctx, machine_id, guest)
+    return {"machine_id": machine_id, "pool": True}
+
+
+def clone(ctx: Context, job: Job) -> Result:
+    """A user's desktop of a base: theirs if they have one, a pool clone, or a new clone.
+
+    One desktop per user per base: clicks racing in this backend join the one making it
+    (``desktops.making``); another backend's insert hits the unique constraint.
+    A new clone that starts for a viewer is defined with its one-time display password in
+    the domain XML, so the click makes no live device update; its ports come from one read
+    of the live XML, and its state and display rows are written in one transaction.
+    """
+    args = job.args
+    with ctx.db.sessionmaker() as s:  # reads only: the base, and the user
+        base = get_machine(s, job.machine_id)
+        if not base.is_base:
+            raise RequestError(f"machine {base.name!r} is not a base: prepare_base first")
+        user = None if args.get("pool") is True else user_in(s, args.get("user_id",
+                                                                          job.user_id))
+    if user is None:
+        return _pool_clone(ctx, job, base)
+    start = bool_arg(args, "start")
+    client_ip = client_ip_arg(args, required=False)
+    fresh: Guest | None = None
+    password: tuple[str, datetime] | None = None
+    with desktops.making(base.id, user.id), limits.user_lock(user.id):
+        with ctx.db.sessionmaker() as s:
+            existing = s.scalar(select(Machine).where(Machine.base_id == base.id,
+                                                      Machine.owner_id == user.id))
+        if existing is not None and existing.state in ("creating", "removing"):
+            raise RequestError(f"your desktop {existing.name!r} is {existing.state} "
+                               "(another request is at work on it): try again shortly")
+        if (start or client_ip) and (existing is None
+                                     or existing.state not in limits.RUNNING):
+            limits.check(ctx, user.id, exclude=existing.id if existing else None)
+        if existing is not None:
+            machine_id = existing.id
+        else:
+            taken = pool.take(ctx, base.id, user.id) if base.pool_size else None
+            if taken is not None:
+                machine_id = taken
+            else:
+                with ctx.db.sessionmaker() as s:
+                    name = clone_name(s, base.name, user.name)
+                if client_ip:
+                    password = (rdisplay.new_password(),
+                                rdisplay.valid_until(ctx.config.display.password_lifetime))
+                try:
+                    machine_id, fresh = _make_clone(ctx, job, base, name, password=password,
+                                                    owner_id=user.id)
+                except RequestError as exc:
+                    if desktops.has_clone(ctx, base.id, user.id):
+                        raise RequestError(f"you already have a desktop of {base.name!r} "
+                                           "(made by another request): click again") from exc
+                    raise
+        if fresh is not None and (start or client_ip):
+            fresh.start()  # just defined: shut off
+            if password is None:
+                record(ctx, machine_id, fresh)
+            # else: open_access below writes the state with the display's rows
+        elif start or client_ip:
+            with ctx.db.sessionmaker() as s:
+                machine = get_machine(s, machine_id)
+            if machine.state not in ("running",):
+                start_machine(ctx, machine, None)
+        result: Result = {"machine_id": machine_id}
+        if client_ip:  # still under the lock: joined clicks open the display one at a time
+            try:
+                if fresh is not None and password is not None:
+                    with ctx.db.sessionmaker() as s:
+                        machine = get_machine(s, machine_id)
+                    result["display"] = open_access(ctx, machine, fresh.display(), client_ip,
+                                                     *password, user.id)
+                else:
+                    result["display"] = open_display_for(ctx, machine_id, client_ip, user.id)
+            except (RequestError, VirtError, FirewallError) as exc:
+                with ctx.db.sessionmaker() as s:
+                    name = get_machine(s, machine_id).name
+                raise RequestError(f"machine {name!r} is ready and started, but its "
+                                   f"display could not be opened: {exc}") from None
+    return result

@@ -1,0 +1,178 @@
+"""Steps the request handlers share: rows, guests, state records, new domains, display access.
+
+Each step reads the database, acts on libvirt or iptables, then writes: no libvirt or
+iptables call runs inside a write transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ravada import display as rdisplay
+from ravada.back import access, timers
+from ravada.back.context import Context, Job
+from ravada.back.errors import RequestError
+from ravada.back.machines import discard, forget_access, get_machine
+from ravada.db import Machine, Request, User
+from ravada.virt import Guest, GuestNotFound, render_domain
+
+Result = dict[str, Any]
+
+
+def user_in(s: Session, user_id: Any) -> User:
+    if isinstance(user_id, bool) or not isinstance(user_id, int):
+        raise RequestError(f"bad user_id {user_id!r}: an integer")
+    user = s.get(User, user_id)
+    if user is None:
+        raise RequestError(f"user {user_id} does not exist")
+    return user
+
+
+def find_user(ctx: Context, user_id: Any) -> User:
+    with ctx.db.sessionmaker() as s:
+        return user_in(s, user_id)
+
+
+def load(ctx: Context, job: Job) -> Machine:
+    with ctx.db.session() as s:
+        return get_machine(s, job.machine_id)
+
+
+def guest_of(ctx: Context, machine: Machine) -> Guest:
+    try:
+        return ctx.host.guest(machine.name)
+    except GuestNotFound:
+        raise RequestError(f"machine {machine.name!r} has no libvirt domain") from None
+
+
+def record(ctx: Context, machine_id: int, guest: Guest) -> str:
+    """Write the guest's state (and display, or closed access) to the row; return state.
+
+    Read libvirt, act on iptables, then write: no libvirt or iptables call inside the
+    write transaction (it would hold the database's write lock for as long as they take).
+    """
+    state = guest.state()
+    display = guest.display() if state == "running" else None
+    if state not in ("running", "paused"):
+        ctx.firewall.close(guest.name)
+    with ctx.db.session() as s:
+        machine = s.get(Machine, machine_id)
+        if machine is None:
+            return state
+        before, machine.state = machine.state, state
+        if state == "running":
+            machine.display = display
+        elif state != "paused":
+            forget_access(s, machine)
+            machine.guest_info = None  # the agent's report ends with the guest
+        timers.on_state(s, machine, before)  # deadlines now; a volatile's removal: events
+    return state
+
+
+def need_running(guest: Guest, what: str) -> None:
+    state = guest.state()
+    if state != "running":
+        raise RequestError(f"cannot {what} {guest.name!r}: it is {state}, not running")
+
+
+def new_machine(ctx: Context, job: Job, **fields: Any) -> int:
+    """Insert the row in state ``creating``; a taken name is a clear error."""
+    try:
+        with ctx.db.session() as s:
+            machine = Machine(state="creating", **fields)
+            s.add(machine)
+            s.flush()
+            machine_id = machine.id
+            # in the same transaction: a kill right after it still leaves recovery the id
+            s.execute(update(Request).where(Request.id == job.id)
+                      .values(result={"machine_id": machine_id}))
+    except IntegrityError:
+        raise RequestError(f"a machine named {fields['name']!r} already exists") from None
+    return machine_id
+
+
+def domain_xml(ctx: Context, name: str, memory_mb: int, vcpus: int, disks: list[str],
+         iso: str | None, uuid: str | None = None,
+         password: tuple[str, datetime] | None = None) -> str:
+    try:
+        return render_domain(name, memory_mb, vcpus, disks, iso, ctx.config.display.listen,
+                             domain_type=ctx.host.domain_type, uuid=uuid,
+                             spice_tls=ctx.config.display.spice_tls,
+                             password=password[0] if password else None,
+                             password_valid_to=password[1] if password else None)
+    except ValueError as exc:
+        raise RequestError(str(exc)) from None
+
+
+def define_new(ctx: Context, name: str, machine_id: int, make_disks: Callable[[], list[str]],
+                memory_mb: int, vcpus: int, iso: str | None,
+                password: tuple[str, datetime] | None = None) -> Guest:
+    """Make the disks and the domain of a new machine row; on any failure remove all of it.
+
+    ``password``: (password, valid until) of the display when it starts (see ``clone``).
+    """
+    try:
+        guest = ctx.host.define(domain_xml(ctx, name, memory_mb, vcpus, make_disks(), iso,
+                                     password=password))
+        with ctx.db.session() as s:  # a domain just defined is shut off
+            s.execute(update(Machine).where(Machine.id == machine_id)
+                      .values(domain_uuid=guest.uuid, state="shutdown"))
+    except BaseException:
+        discard(ctx, name, machine_id)
+        raise
+    return guest
+
+
+def open_access(ctx: Context, machine: Machine, disp: dict[str, Any], client_ip: str,
+                 password: str, expires: datetime, user_id: int | None = None,
+                 console: bool = False) -> Result:
+    """The viewer's ports opened to ``client_ip`` (not for the browser console, which
+    reaches VNC through rvd_console on loopback), the state and display written with the
+    machine's deadlines in one transaction, and the connection info of the (already set)
+    ``password``."""
+    ports = access.viewer_ports(ctx, disp)
+    if not ports and not (console and disp.get("vnc")):
+        raise RequestError(f"machine {machine.name!r} has no display ports")
+    if not console:
+        access.open_for(ctx, machine, ports, client_ip, user_id)
+    with ctx.db.session() as s:
+        row = s.get(Machine, machine.id)
+        if row is not None:
+            before, row.state, row.display = row.state, "running", disp
+            timers.on_state(s, row, before)  # a clone that just started: its deadlines
+    return rdisplay.connection_info(machine.name, disp, ctx.public_host, password, expires)
+
+
+def open_display_for(ctx: Context, machine_id: int, client_ip: str, user_id: int | None = None,
+                     console: bool = False) -> Result:
+    """Fresh one-time password, the firewall opened to ``client_ip``, display info.
+
+    ``console``: for the browser console, which reaches VNC through rvd_console on
+    loopback: only the password changes, no port is opened to the viewer.
+    """
+    with ctx.db.sessionmaker() as s:
+        machine = get_machine(s, machine_id)
+    guest = guest_of(ctx, machine)
+    need_running(guest, "open the display of")
+    password = rdisplay.new_password()
+    expires = rdisplay.valid_until(ctx.config.display.password_lifetime)
+    disp = guest.set_display_password(password, expires)  # ports from the same live XML
+    return open_access(ctx, machine, disp, client_ip, password, expires, user_id, console)
+
+
+def start_machine(ctx: Context, machine: Machine, client_ip: str | None,
+           user_id: int | None = None) -> Result:
+    if machine.is_base:
+        raise RequestError(f"machine {machine.name!r} is a base: clone it, or remove_base first")
+    guest = guest_of(ctx, machine)
+    guest.start()
+    record(ctx, machine.id, guest)
+    if client_ip:
+        return open_display_for(ctx, machine.id, client_ip, user_id)
+    return {"state": guest.state()}
