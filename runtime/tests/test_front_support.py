@@ -57,6 +57,7 @@ class StubBackend:
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def start(self) -> StubBackend:
+        self.beat()  # a heartbeat before the first request (as rvd_back's start-up writes one)
         self.thread.start()
         return self
 
