@@ -52,6 +52,9 @@ lint: venv
 	yamllint .
 	ansible-lint
 	cd runtime && ruff check .
+	cd $(CURDIR) && ruff check bench
+	# bench/README.md, README.md, docs/: every quoted figure is a current result's
+	$(BIN)/python bench/report.py --check
 
 test-runtime: venv guest-image
 	cd runtime && ../$(VENV)/bin/pytest -q

@@ -79,7 +79,9 @@ class Front:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30) -> None:
-        envv = {**os.environ, "RAVADA_CONFIG": str(self.config)}
+        # queue.socket must be inside the runtime directory: this front's own tmp dir
+        envv = {**os.environ, "RAVADA_CONFIG": str(self.config),
+                "RAVADA_RUNTIME_DIR": str(self.config.parent)}
         self.proc = subprocess.Popen(self.cmd, env=envv, stdout=open(self.log, "wb"),
                                      stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout

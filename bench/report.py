@@ -20,10 +20,15 @@ from benchlib import prose, results  # noqa: E402
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--check", action="store_true",
-                   help="change nothing; exit 1 listing stale tables, figures or results")
+                   help="change nothing; exit 1 listing stale tables or figures")
+    p.add_argument("--strict", action="store_true",
+                   help="with --check: a result without commit and load fails too")
     args = p.parse_args(argv)
     if args.check:
-        problems = prose.check()
+        if not args.strict:
+            for old in prose.unrecorded():
+                print(f"bench/report.py --check: warning: {old}", file=sys.stderr)
+        problems = prose.check(strict=args.strict)
         for problem in problems:
             print(f"bench/report.py --check: {problem}", file=sys.stderr)
         if problems:

@@ -55,8 +55,10 @@ class Pool:
     sem: asyncio.Semaphore | None = None
     opened: int = 0
 
-    async def get(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if self.idle:
+    async def get(self, fresh: bool = False) -> tuple[asyncio.StreamReader,
+                                                      asyncio.StreamWriter]:
+        """An idle keep-alive connection, or a new one (always new with ``fresh``)."""
+        if self.idle and not fresh:
             return self.idle.pop()
         ctx = None
         if self.target.scheme == "https":
@@ -110,9 +112,12 @@ async def _one(pool: Pool, entry: dict[str, Any], scheduled: float, timeout: flo
         req = (f"GET {entry['path']} HTTP/1.1\r\n" + "".join(
             f"{k}: {v}\r\n" for k, v in hdrs.items()) + "\r\n").encode("latin-1")
         try:
-            for attempt in (1, 2):  # a reused keep-alive connection may have been closed
-                reused = bool(pool.idle)
-                reader, writer = await asyncio.wait_for(pool.get(), timeout)
+            # A reused keep-alive connection may have been closed by the server just as the
+            # request left (its keep-alive timeout): as HTTP clients do for a GET, try again,
+            # on a new connection (which cannot have that race).
+            for attempt in (1, 2):
+                reused = bool(pool.idle) and attempt == 1
+                reader, writer = await asyncio.wait_for(pool.get(fresh=attempt == 2), timeout)
                 try:
                     writer.write(req)
                     await writer.drain()

@@ -192,19 +192,25 @@ def stray_figures(text: str, known: set[str], all_paragraphs: bool) -> list[str]
     return stray
 
 
-def check(results_dir: Path = results.RESULTS_DIR, readme: Path = results.README,
-          docs: Iterable[Path] | None = None) -> list[str]:
-    """Problems that make the documents disagree with the current results (empty: none)."""
-    problems = []
-    res = load_results(results_dir)
-    for name, data in res.items():
-        if name.startswith("e2e_"):
-            continue  # molecule's artifacts, not benchmark results
+def unrecorded(results_dir: Path = results.RESULTS_DIR) -> list[str]:
+    """Results saved before results.save stamped their commit and load (provenance)."""
+    out = []
+    for name, data in load_results(results_dir, e2e_dir=None).items():
         prov = data.get("provenance") if isinstance(data, dict) else None
         if not isinstance(prov, dict) or prov.get("commit") in (None, "", "unknown") \
                 or "load_start" not in prov or "load_end" not in prov:
-            problems.append(f"results/{name}.json records no commit and load (provenance): "
-                            "re-run it with the current bench/")
+            out.append(f"results/{name}.json records no commit and load (provenance): "
+                       "re-run it with the current bench/")
+    return out
+
+
+def check(results_dir: Path = results.RESULTS_DIR, readme: Path = results.README,
+          docs: Iterable[Path] | None = None, strict: bool = True) -> list[str]:
+    """Problems that make the documents disagree with the current results (empty: none).
+
+    ``strict``: a result without provenance is a problem too (else the caller warns)."""
+    problems = unrecorded(results_dir) if strict else []
+    res = load_results(results_dir)
     known = _known(res, results_dir)
     for doc in [readme, *(other_documents() if docs is None else docs)]:
         text = doc.read_text(encoding="utf-8")

@@ -99,8 +99,12 @@ def _rows_of(data: dict[str, Any]) -> list[dict[str, Any]]:
     return [row(k, v) for k, v in data.items() if isinstance(v, (int, float))]
 
 
-def _provenance_cell(prov: Any) -> str:
+def _provenance_cell(prov: Any, data: dict[str, Any] | None = None) -> str:
     if not isinstance(prov, dict):
+        commit = (data or {}).get("commit")
+        load = ((data or {}).get("env") or {}).get("machine", {}).get("loadavg_1m")
+        if commit and load is not None:  # a script's own record: commit and load at start
+            return f"{str(commit)[:10]} / {load}, **end not recorded**"
         return "**not recorded**"
     commit = str(prov.get("commit", "?"))[:10] + (" (dirty)" if prov.get("dirty") else "")
     start, end = prov.get("load_start") or ["?"], prov.get("load_end") or ["?"]
@@ -124,7 +128,7 @@ def table(results_dir: Path = RESULTS_DIR) -> str:
         title = TITLES.get(path.stem, path.stem)
         env = data.get("env", {})
         where = f"{data.get('finished', '?')} / {env.get('machine', {}).get('hostname', '?')}"
-        prov = _provenance_cell(data.get("provenance"))
+        prov = _provenance_cell(data.get("provenance"), data)
         for r in _rows_of(data):
             met = {True: "yes", False: "**no**", None: ""}[r.get("met")]
             value = f"{_fmt(r.get('value'))} {r.get('unit', '')}".strip()
