@@ -27,21 +27,7 @@ wallpaper='#3465a4'
 
 log() { echo "build-guest-image: $*" >&2; }
 
-mirror=${DEBIAN_MIRROR:-}
-if [ -z "$mirror" ]; then
-    mirror=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null \
-        | awk '/^URIs:/ {for (i = 2; i <= NF; i++) print $i}' \
-        | grep -v -e security -e '^#' | grep '/debian/\?$' | head -n1 || true)
-fi
-if [ -z "$mirror" ]; then
-    mirror=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
-        | awk '$1 == "deb" {for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) {print $i; break}}' \
-        | grep -v security | grep '/debian/\?$' | head -n1 || true)
-fi
-if [ -z "$mirror" ]; then
-    log "no Debian mirror found in /etc/apt/sources.list*; set DEBIAN_MIRROR"
-    exit 1
-fi
+mirror=$(bash "$(dirname "$0")/debian-mirror.sh") || exit 1
 
 recipe=$( { cat "$0"; echo "$mirror $suite $disk_size"; } | sha256sum | cut -c1-16)
 image=$cache/debian-desktop-$recipe.qcow2

@@ -20,23 +20,8 @@ if [ "${FORCE:-0}" != 1 ] && docker image inspect "$tag" >/dev/null 2>&1; then
     exit 0
 fi
 
-# The Debian mirror: first URI of the main archive in the apt sources
-# (deb822 "URIs:" lines or one-line "deb URI suite ..." format).
-mirror=${DEBIAN_MIRROR:-}
-if [ -z "$mirror" ]; then
-    mirror=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null \
-        | awk '/^URIs:/ {for (i = 2; i <= NF; i++) print $i}' \
-        | grep -v -e security -e '^#' | grep '/debian/\?$' | head -n1 || true)
-fi
-if [ -z "$mirror" ]; then
-    mirror=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
-        | awk '$1 == "deb" {for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) {print $i; break}}' \
-        | grep -v security | grep '/debian/\?$' | head -n1 || true)
-fi
-if [ -z "$mirror" ]; then
-    echo "build-image: no Debian mirror found in /etc/apt/sources.list*; set DEBIAN_MIRROR" >&2
-    exit 1
-fi
+# The Debian mirror apt is configured with (scripts/debian-mirror.sh).
+mirror=$(bash "$(dirname "$0")/debian-mirror.sh") || exit 1
 
 command -v debootstrap >/dev/null || {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
