@@ -171,6 +171,13 @@ def test_volatile_clone_removed_when_it_stops(back: Running) -> None:
     back.host.conn().lookupByName(clone.name).destroy()
     wait_until(lambda: _gone(back, clone), 10)
     assert back.machine(base).is_base
+    # the base carries the policy flag, not the fate: a refresh keeps it (it once queued
+    # the removal of every stopped volatile base)
+    back.ok("refresh")
+    with back.db.sessionmaker() as s:
+        assert not s.scalars(select(Request.id).where(
+            Request.machine_id == base, Request.command == "remove")).all()
+    assert back.machine(base).is_base
 
 
 def test_pool_hands_out_and_refills(back: Running) -> None:

@@ -47,6 +47,13 @@ def arm(s: Session, machine: Machine, now: datetime) -> None:
     machine.idle_until = None if machine.clients > 0 else rpolicy.idle_deadline(pol, now)
 
 
+def is_volatile_clone(machine: Machine) -> bool:
+    """A user's clone of a volatile base. The base carries ``volatile`` too (its policy):
+    it is never discarded, nor is an unassigned pool clone."""
+    return (bool(machine.volatile) and machine.base_id is not None and not machine.is_base
+            and not machine.is_pool)
+
+
 def on_state(s: Session, machine: Machine, before: str) -> bool:
     """Keep a machine's deadlines true to its new state (idempotent).
 
@@ -63,7 +70,7 @@ def on_state(s: Session, machine: Machine, before: str) -> bool:
     if machine.state in STOPPED or machine.state == "unknown":
         machine.started_at = machine.run_until = machine.idle_until = None
         machine.clients = 0
-        return bool(machine.volatile) and not machine.is_pool and machine.state in STOPPED
+        return is_volatile_clone(machine) and machine.state in STOPPED
     return False
 
 
@@ -130,7 +137,7 @@ class Timers:
                     continue
                 if not run_due and m.clients > 0:
                     continue  # somebody came back: the grace deadline is void
-                command = "remove" if m.volatile and not m.is_pool else "shutdown"
+                command = "remove" if is_volatile_clone(m) else "shutdown"
                 busy = s.scalar(select(Request.id).where(
                     Request.machine_id == m.id, Request.command.in_(("remove", "shutdown")),
                     Request.status.in_(PENDING)))
