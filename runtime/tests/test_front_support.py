@@ -62,6 +62,8 @@ class StubBackend:
         return self
 
     def stop(self) -> None:
+        if self._stop.is_set():
+            return
         self._stop.set()
         self.waker.interrupt()
         self.thread.join(5)
