@@ -29,6 +29,29 @@ from ravada.db.migrate import upgrade
 os.environ.setdefault(rconfig.RUNTIME_DIR_ENV, tempfile.gettempdir())
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """A private base temporary directory per run unless ``--basetemp`` names one.
+
+    pytest numbers its directories per user and prunes all but the last three: several
+    suites on one machine (developers side by side, CI) deleted each other's files
+    mid-run. The directory is removed after a run that passed, kept after a failure.
+    """
+    if config.option.basetemp is None and not hasattr(config, "workerinput"):
+        config.option.basetemp = tempfile.mkdtemp(prefix="ravada-tests-")
+        config._ravada_private_basetemp = config.option.basetemp  # type: ignore[attr-defined]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    private = getattr(config, "_ravada_private_basetemp", None)
+    session_ok = getattr(config, "_ravada_session_ok", False)
+    if private and session_ok:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    session.config._ravada_session_ok = exitstatus == 0  # type: ignore[attr-defined]
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
     """In strict mode a skipped kvm/netns/mariadb/browser test is a failure (see strict.py)."""
