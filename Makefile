@@ -27,7 +27,11 @@ DOCKER_SYSTEMD_OPTS := \
 	--cgroupns=host -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock \
 	--device /dev/kvm --device /dev/net/tun --stop-signal SIGRTMIN+3
 
-.PHONY: help venv lint test-runtime docker images guest-image molecule test demo demo-destroy bench build clean distclean
+# The test OpenID provider's npm packages, installed from the lock (tests/oidc_provider.py
+# does the same when pytest runs alone); nothing is fetched while they match the lock.
+OIDC_DIR := runtime/tests/oidc
+
+.PHONY: help venv lint test-runtime oidc-provider docker images guest-image molecule test demo demo-destroy bench build clean distclean
 
 help:
 	@echo "make venv          .venv from $(PYTHON) --system-site-packages + tooling + runtime[test]"
@@ -56,7 +60,13 @@ lint: venv
 	# bench/README.md, README.md, docs/: every quoted figure is a current result's
 	$(BIN)/python bench/report.py --check
 
-test-runtime: venv guest-image
+$(OIDC_DIR)/node_modules/.package-lock.json: $(OIDC_DIR)/package.json $(OIDC_DIR)/package-lock.json
+	cd $(OIDC_DIR) && npm ci --prefer-offline --no-audit --no-fund
+	touch $(CURDIR)/$@
+
+oidc-provider: $(OIDC_DIR)/node_modules/.package-lock.json
+
+test-runtime: venv guest-image oidc-provider
 	cd runtime && ../$(VENV)/bin/pytest -q
 
 docker:

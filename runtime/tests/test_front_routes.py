@@ -58,6 +58,7 @@ def _alice_ids(w: World) -> dict[str, int]:
 
 
 PUBLIC_ENDPOINTS = {"static", "auth.login", "auth.login_post", "auth.logout", "user.novnc",
+                    "oidc.start", "oidc.callback",
                     "ops.healthz", "ops.metrics", "api.openapi", "api.session_login",
                     "api.tokens_create", "api.session_logout"}
 ADMIN_API = {"api.machines_create", "api.machine_public", "api.machine_prepare_base",

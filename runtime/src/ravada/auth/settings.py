@@ -1,4 +1,4 @@
-"""The ``auth`` section of /etc/ravada.conf: backend order and the LDAP/AD directory.
+"""The ``auth`` section of /etc/ravada.conf: backend order, the LDAP/AD directory, OpenID.
 
 Only dataclasses and checks live here (no LDAP import), so ``ravada.config`` can
 validate the section on load and name the bad key.
@@ -6,8 +6,11 @@ validate the section on load and name the bad key.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 BACKENDS = ("local", "ldap")
 MEMBERSHIP_STYLES = ("memberOf", "member", "memberUid", "ad_nested")
@@ -47,9 +50,29 @@ class LdapConfig:
 
 
 @dataclass
+class OidcConfig:
+    """Single sign-on through an OpenID Connect provider (off while ``issuer`` is empty)."""
+
+    issuer: str = ""
+    client_id: str = ""
+    client_secret: str = ""
+    scopes: list[str] = field(default_factory=lambda: ["openid", "profile", "email"])
+    username_claim: str = "preferred_username"
+    # A claim holding a list of group names (Keycloak: "groups"); empty: groups not read.
+    groups_claim: str = ""
+    admin_group: str = ""
+    label: str = "single sign-on"
+    # false: the login page only shows the button (/login?local=1 still shows the form).
+    local_login: bool = True
+    ca_file: str = ""  # the provider's CA (PEM) when it is not in the system's trust store
+    timeout: float = 5.0
+
+
+@dataclass
 class AuthConfig:
     order: list[str] = field(default_factory=lambda: ["local"])
     ldap: LdapConfig = field(default_factory=LdapConfig)
+    oidc: OidcConfig = field(default_factory=OidcConfig)
 
 
 def apply_preset(ldap: LdapConfig) -> None:
@@ -74,6 +97,8 @@ def check(auth: AuthConfig) -> None:
     apply_preset(ldap)
     if "ldap" in auth.order:
         _check_ldap(ldap)
+    if auth.oidc.issuer:
+        _check_oidc(auth.oidc)
 
 
 def _check_ldap(ldap: LdapConfig) -> None:
@@ -126,3 +151,53 @@ def _check_ldap(ldap: LdapConfig) -> None:
             raise ValueError(f"{p}{key}: between 0 and 60 seconds")
     if not 0 <= ldap.retry_after <= 300:
         raise ValueError(p + "retry_after: between 0 and 300 seconds")
+
+
+_CLAIM_RE = re.compile(r"[A-Za-z0-9_.:/-]{1,64}")
+_SCOPE_RE = re.compile(r"[!#-\[\]-~]{1,64}")  # RFC 6749 scope-token characters
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_oidc(oidc: OidcConfig) -> None:
+    p = "auth.oidc."
+    try:
+        url = urlsplit(oidc.issuer)
+        host = url.hostname or ""
+    except ValueError as exc:
+        raise ValueError(f"{p}issuer: not a URL: {exc}") from None
+    if url.scheme not in ("https", "http") or not host:
+        raise ValueError(f"{p}issuer: expected https://host[/path], got {oidc.issuer!r}")
+    if url.scheme == "http" and not is_loopback(host):
+        raise ValueError(p + "issuer: must be https:// (http:// only on a loopback address)")
+    if url.query or url.fragment or url.username or url.password:
+        raise ValueError(p + "issuer: no query, fragment or credentials in the issuer URL")
+    if not oidc.client_id or len(oidc.client_id) > 255 or not oidc.client_id.isprintable():
+        raise ValueError(p + "client_id: the client id registered at the provider (required)")
+    if not oidc.client_secret:
+        raise ValueError(p + "client_secret: the client secret registered at the provider "
+                         "(required: ravada is a confidential client)")
+    if "openid" not in oidc.scopes:
+        raise ValueError(p + "scopes: must include openid")
+    for i, scope in enumerate(oidc.scopes):
+        if not _SCOPE_RE.fullmatch(scope):
+            raise ValueError(f"{p}scopes[{i}]: one scope per item, no spaces or quotes")
+    if not _CLAIM_RE.fullmatch(oidc.username_claim):
+        raise ValueError(p + "username_claim: a claim name such as preferred_username")
+    if oidc.groups_claim and not _CLAIM_RE.fullmatch(oidc.groups_claim):
+        raise ValueError(p + "groups_claim: a claim name such as groups (or empty)")
+    if oidc.admin_group and not oidc.groups_claim:
+        raise ValueError(p + "admin_group: needs groups_claim to read groups")
+    if not oidc.label.strip() or len(oidc.label) > 64:
+        raise ValueError(p + "label: 1-64 characters (the button says \"Log in with <label>\")")
+    if oidc.ca_file and not os.path.isfile(oidc.ca_file):
+        raise ValueError(f"{p}ca_file: no such file: {oidc.ca_file}")
+    if not 0 < oidc.timeout <= 60:
+        raise ValueError(p + "timeout: between 0 and 60 seconds")

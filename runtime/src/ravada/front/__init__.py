@@ -36,6 +36,8 @@ def create_app(config: Config, db: Database | None = None) -> Flask:
     from ravada.front.admin import bp as admin_bp
     from ravada.front.api import bp as api_bp
     from ravada.front.auth import bp as auth_bp
+    from ravada.front.oidc import bp as oidc_bp
+    from ravada.front.oidc import init_app as init_oidc
     from ravada.front.ops import bp as ops_bp
     from ravada.front.server import THREADS_PER_WORKER
     from ravada.front.user import bp as user_bp
@@ -65,8 +67,10 @@ def create_app(config: Config, db: Database | None = None) -> Flask:
 
     app.before_request(web.load_viewer)
     csrf.init_app(app)
-    for bp in (auth_bp, user_bp, admin_bp, api_bp, ops_bp):
+    for bp in (auth_bp, oidc_bp, user_bp, admin_bp, api_bp, ops_bp):
         app.register_blueprint(bp)
+    if config.auth.oidc.issuer:
+        init_oidc(app, config.auth.oidc)
     csrf.exempt(api_bp)  # the API checks X-CSRFToken itself for cookie sessions
     csrf.exempt(ops_bp)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, g, redirect, render_template, request, url_for
 
-from ravada.front import accounts, web
+from ravada.front import accounts, oidc, web
 from ravada.front.errors import FrontError
 from ravada.front.state import front
 
@@ -38,5 +38,8 @@ def login_post() -> Any:
 
 @bp.post("/logout")
 def logout() -> Any:
+    """End every session of the user here; a single sign-on session continues at the
+    provider's end-session endpoint, which sends the browser back to the login page."""
+    provider_logout = oidc.end_session_url()
     web.sign_out()
-    return redirect(url_for("auth.login"))
+    return redirect(provider_logout or url_for("auth.login"))
