@@ -60,13 +60,15 @@ def _alice_ids(w: World) -> dict[str, int]:
 PUBLIC_ENDPOINTS = {"static", "auth.login", "auth.login_post", "auth.logout", "user.novnc",
                     "oidc.start", "oidc.callback",
                     "ops.healthz", "ops.metrics", "api.openapi", "api.session_login",
-                    "api.tokens_create", "api.session_logout"}
+                    "api.tokens_create", "api.session_logout",
+                    "totp.login_code", "totp.login_code_post"}
 ADMIN_API = {"api.machines_create", "api.machine_public", "api.machine_prepare_base",
              "api.machine_remove_base", "api.isos_list", "api.users_list", "api.users_create",
              "api.users_update", "api.settings_get", "api.settings_update",
              "api.base_policy_get", "api.base_policy_update",
              "api.groups_list", "api.groups_create", "api.groups_delete", "api.groups_member_add",
-             "api.groups_member_remove", "api.base_access_get", "api.base_access_put"}
+             "api.groups_member_remove", "api.base_access_get", "api.base_access_put",
+             "api.users_totp_reset"}
 
 
 def test_every_route_answers_without_server_errors(world: World) -> None:

@@ -266,7 +266,7 @@ async def serve(proxy: ConsoleProxy, host: str, port: int,
 def main(argv: list[str] | None = None) -> int:
     from ravada import config as rconfig
     from ravada.db import Database
-    from ravada.front.security import load_secret_key
+    from ravada.keyfile import load_secret_key
 
     parser = argparse.ArgumentParser(prog="rvd_console", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="configuration file (default /etc/ravada.conf)")

@@ -49,6 +49,20 @@ class LdapConfig:
     retry_after: float = 5.0
 
 
+TOTP_REQUIRED_FOR = ("none", "admins", "all")
+
+
+@dataclass
+class TotpConfig:
+    """The second factor (``ravada.auth.totp``)."""
+
+    required_for: str = "none"  # none | admins | all: who must enrol before using the site
+    issuer: str = "Ravada"  # the name authenticator apps show next to the account
+    # The key the secrets are encrypted with, created (0600) on first use like front.key;
+    # empty: totp.key next to front.secret_key_file.
+    key_file: str = ""
+
+
 @dataclass
 class OidcConfig:
     """Single sign-on through an OpenID Connect provider (off while ``issuer`` is empty)."""
@@ -73,6 +87,7 @@ class AuthConfig:
     order: list[str] = field(default_factory=lambda: ["local"])
     ldap: LdapConfig = field(default_factory=LdapConfig)
     oidc: OidcConfig = field(default_factory=OidcConfig)
+    totp: TotpConfig = field(default_factory=TotpConfig)
 
 
 def apply_preset(ldap: LdapConfig) -> None:
@@ -99,6 +114,17 @@ def check(auth: AuthConfig) -> None:
         _check_ldap(ldap)
     if auth.oidc.issuer:
         _check_oidc(auth.oidc)
+    _check_totp(auth.totp)
+
+
+def _check_totp(totp: TotpConfig) -> None:
+    if totp.required_for not in TOTP_REQUIRED_FOR:
+        raise ValueError(f"auth.totp.required_for: one of {', '.join(TOTP_REQUIRED_FOR)}, "
+                         f"got {totp.required_for!r}")
+    if not totp.issuer or len(totp.issuer) > 64 or ":" in totp.issuer:
+        raise ValueError("auth.totp.issuer: 1-64 characters, no ':'")
+    if totp.key_file and not totp.key_file.startswith("/"):
+        raise ValueError(f"auth.totp.key_file: an absolute path, got {totp.key_file!r}")
 
 
 def _check_ldap(ldap: LdapConfig) -> None:

@@ -11,6 +11,7 @@ from ravada.db.models import (
     GroupMember,
     LoginAttempt,
     Machine,
+    RecoveryCode,
     Request,
     Setting,
     User,
@@ -21,5 +22,5 @@ from ravada.db.session import Database
 __all__ = [
     "ApiToken", "Backend", "Base", "BaseAccess", "ConsoleSession", "Database", "FirewallRule",
     "Group", "GroupMember", "LoginAttempt",
-    "Machine", "Request", "Setting", "User", "utcnow",
+    "Machine", "RecoveryCode", "Request", "Setting", "User", "utcnow",
 ]

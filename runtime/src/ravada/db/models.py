@@ -53,6 +53,12 @@ class User(Base):
     # Directory users: the names of their directory groups, as read at the last login.
     directory_groups: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     groups_read_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    # Second factor (ravada.auth.totp): the TOTP secret encrypted with auth.totp.key_file;
+    # set but not enabled while the user has not confirmed a code yet.
+    totp_secret: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    totp_enabled_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    # The last time step a code was accepted for: a code is never accepted twice.
+    totp_last_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     machines: Mapped[list[Machine]] = relationship(back_populates="owner")
 
@@ -239,6 +245,17 @@ class LoginAttempt(Base):
     username: Mapped[str] = mapped_column(String(64))
     ok: Mapped[bool] = mapped_column(Boolean)
     at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, index=True)
+
+
+class RecoveryCode(Base):
+    """A one-time recovery code of a user's second factor; only its keyed hash is kept."""
+
+    __tablename__ = "totp_recovery_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    used_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
 
 
 class ConsoleSession(Base):

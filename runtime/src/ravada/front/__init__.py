@@ -33,6 +33,7 @@ class SessionInterface(SecureCookieSessionInterface):
 
 def create_app(config: Config, db: Database | None = None) -> Flask:
     """The rvd_front WSGI application for ``config`` (``db`` defaults to config.database.url)."""
+    from ravada.front import totp_routes  # noqa: F401 (registers its views)
     from ravada.front.admin import bp as admin_bp
     from ravada.front.api import bp as api_bp
     from ravada.front.auth import bp as auth_bp
@@ -40,6 +41,8 @@ def create_app(config: Config, db: Database | None = None) -> Flask:
     from ravada.front.oidc import init_app as init_oidc
     from ravada.front.ops import bp as ops_bp
     from ravada.front.server import THREADS_PER_WORKER
+    from ravada.front.totp import bp as totp_bp
+    from ravada.front.totp import enforce as enforce_totp
     from ravada.front.user import bp as user_bp
 
     app = Flask(__name__)
@@ -66,8 +69,9 @@ def create_app(config: Config, db: Database | None = None) -> Flask:
         app.wsgi_app, config.front.trusted_proxies, config.display.public_host)
 
     app.before_request(web.load_viewer)
+    app.before_request(enforce_totp)  # auth.totp.required_for: enrolment first
     csrf.init_app(app)
-    for bp in (auth_bp, oidc_bp, user_bp, admin_bp, api_bp, ops_bp):
+    for bp in (auth_bp, oidc_bp, totp_bp, user_bp, admin_bp, api_bp, ops_bp):
         app.register_blueprint(bp)
     if config.auth.oidc.issuer:
         init_oidc(app, config.auth.oidc)

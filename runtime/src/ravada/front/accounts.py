@@ -37,7 +37,8 @@ CLOSE_USER = "close_user"  # rvd_back: close a disabled user's display openings 
 
 def viewer_of(user: User) -> Viewer:
     return Viewer(id=user.id, name=user.name, is_admin=user.is_admin,
-                  session_version=user.session_version or 0)
+                  session_version=user.session_version or 0,
+                  second_factor=user.totp_enabled_at is not None)
 
 
 def user_json(u: User) -> dict[str, Any]:
@@ -45,12 +46,13 @@ def user_json(u: User) -> dict[str, Any]:
             "auth_backend": u.auth_backend, "created_at": iso_time(u.created_at),
             "last_login_at": iso_time(u.last_login_at),
             "directory_groups": u.directory_groups,
-            "groups_read_at": iso_time(u.groups_read_at)}
+            "groups_read_at": iso_time(u.groups_read_at),
+            "totp_enabled": u.totp_enabled_at is not None}
 
 
 # ---------------------------------------------------------------- login
 
-def _throttled(fs: FrontState, client_ip: str, username: str) -> None:
+def throttled(fs: FrontState, client_ip: str, username: str) -> None:
     """429 when this address must wait before another try for ``username`` (a read only)."""
     with fs.db.sessionmaker() as s:
         wait = throttle.retry_after(s, client_ip, username)
@@ -83,7 +85,7 @@ def login(fs: FrontState, username: Any, password: Any, client_ip: str) -> Viewe
         raise BadInput("name and password must be strings")
     if len(password) > validate.PASSWORD_MAX or len(username) > 256:
         password = ""  # never spend argon2 time on megabytes
-    _throttled(fs, client_ip, username)
+    throttled(fs, client_ip, username)
     try:
         ident = fs.auth.check(fs.db.sessionmaker, username, password) if password else None
     except DirectoryUnavailable:  # no password was checked: not a failed attempt either
@@ -195,7 +197,7 @@ def change_own_password(fs: FrontState, viewer: Viewer, old: Any, new: Any,
         backend = s.scalar(select(User.auth_backend).where(User.id == viewer.id))
     if backend is not None and backend != "local":
         raise Conflict("your password is kept in the directory; change it there")
-    _throttled(fs, client_ip, viewer.name)
+    throttled(fs, client_ip, viewer.name)
     old_pw = old if isinstance(old, str) and len(old) <= validate.PASSWORD_MAX else ""
     user = _check_password(fs, viewer.name, old_pw)
     ok = user is not None and user.id == viewer.id

@@ -14,7 +14,7 @@ from flask_wtf.csrf import generate_csrf
 
 from ravada import queue
 from ravada.db import Request
-from ravada.front import accounts, consoles, machines, policies, settings, validate, web
+from ravada.front import accounts, consoles, machines, policies, settings, totp, validate, web
 from ravada.front import groups as group_pages
 from ravada.front.dbutil import write_session
 from ravada.front.errors import BadInput, Conflict, Forbidden, Unauthorized, Unavailable
@@ -83,7 +83,7 @@ def openapi() -> Any:
 @bp.post("/session")
 def session_login() -> Any:
     data = _body()
-    v = accounts.login(front(), data.get("name"), data.get("password"), web.client_ip())
+    v = totp.api_login(front(), data, web.client_ip())  # {name, password[, code]}
     web.sign_in(v)
     return jsonify({"user": {"id": v.id, "name": v.name, "is_admin": v.is_admin},
                     "csrf_token": generate_csrf()})
@@ -127,7 +127,10 @@ def tokens_create() -> Any:
     """With a session (or token): a token for that user. Without: {name, password} required."""
     data = _body()
     if "password" in data:
-        v = accounts.login(front(), data.get("name"), data.get("password"), web.client_ip())
+        v = totp.api_login(front(), data, web.client_ip())
+        if totp.must_enrol(front(), v):  # a token is made after a full login only
+            raise Forbidden("set up two-factor login first (log in with POST /api/v1/session)",
+                            extra={"reason": "totp_enrolment_required"})
     elif web.viewer() is not None:
         v = web.current()
         if g.auth == "session":

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, g, redirect, render_template, request, url_for
 
-from ravada.front import accounts, oidc, web
+from ravada.front import accounts, oidc, totp, web
 from ravada.front.errors import FrontError
 from ravada.front.state import front
 
@@ -32,8 +32,7 @@ def login_post() -> Any:
         resp = render_template("login.html", error=exc.detail, name=name,
                                next=request.form.get("next", ""))
         return resp, exc.status, exc.headers
-    web.sign_in(v)
-    return redirect(web.safe_next(request.form.get("next")))
+    return totp.after_first_factor(v, request.form.get("next"))
 
 
 @bp.post("/logout")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from flask import current_app
 
 from ravada.auth.service import Authenticator
+from ravada.auth.totp import Totp
 from ravada.config import Config
 from ravada.db import Database
 
@@ -20,10 +22,14 @@ class FrontState:
     secret_key: str
     # The login backends of auth.order; directory connections live as long as the process.
     auth: Authenticator = field(default=None)  # type: ignore[assignment]
+    totp: Totp = field(default=None)  # type: ignore[assignment]  # the second factor
 
     def __post_init__(self) -> None:
         if self.auth is None:
             self.auth = Authenticator(self.config.auth)
+        if self.totp is None:
+            self.totp = Totp(self.config.auth.totp, os.path.join(
+                os.path.dirname(self.config.front.secret_key_file), "totp.key"))
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,7 @@ class Viewer:
     name: str
     is_admin: bool
     session_version: int = 0  # the user's current one; older session cookies are void
+    second_factor: bool = False  # TOTP is on: a login needs a code after the password
 
 
 def front() -> FrontState:
