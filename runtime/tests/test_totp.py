@@ -13,6 +13,7 @@ import os
 import re
 import stat
 import time
+from pathlib import Path
 from typing import Any
 
 import pyotp
@@ -213,6 +214,16 @@ def test_admin_reset_is_audited(world: World) -> None:
                        headers={"X-CSRFToken": csrf_of(admin)})
     assert api.status_code == 200 and api.json["totp_enabled"] is False
     assert len(world.requests("totp_reset")) == 2
+    # the locked-out admin's way back: rvd_back on the server, logged the same way
+    _enrol(world, world.client("admin"))
+    from test_cli_back import rvd, write_config
+
+    tmp = Path(world.config.front.secret_key_file).parent
+    out = rvd(write_config(tmp, world.db.url), "--reset-totp", "admin")
+    assert out.returncode == 0 and "second factor of admin removed" in out.stdout, out.stderr
+    assert login(world.app.test_client(), "admin").headers["Location"] == "/"
+    last = world.requests("totp_reset")[-1]
+    assert (last.user_id, last.result["by"]) == (None, "rvd_back --reset-totp")
 
 
 def test_required_for_is_checked_in_the_config(tmp_path: Any) -> None:

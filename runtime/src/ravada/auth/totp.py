@@ -22,9 +22,10 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from ravada.auth.settings import TotpConfig
-from ravada.db import RecoveryCode, User, utcnow
+from ravada.db import RecoveryCode, Request, User, utcnow
 from ravada.keyfile import SecretBox
 
+AUDIT_RESET = "totp_reset"  # the requests-log row of a reset
 STEP = 30  # seconds (what every authenticator app uses)
 WINDOW = 1  # steps accepted either side of now (clock drift, typing time)
 RECOVERY_CODES = 10
@@ -164,6 +165,19 @@ class Totp:
 
     def _code_hash(self, user_id: int, plain: str) -> str:
         return self.box.mac(f"recovery:{user_id}:{plain}")
+
+
+def reset_audited(s: Session, user: User, by_id: int | None, by: str) -> bool:
+    """Remove ``user``'s second factor and log it: a finished ``totp_reset`` row in the
+    requests log (submitted by ``by_id``; ``by`` names who did it). True if it was set."""
+    was_on = Totp.reset(s, user.id)
+    now = utcnow()
+    s.add(Request(command=AUDIT_RESET, args={"user_id": user.id, "user": user.name},
+                  user_id=by_id, status="done", created_at=now, started_at=now,
+                  finished_at=now, result={"user_id": user.id, "user": user.name, "by": by,
+                                           "was_enabled": was_on}))
+    s.flush()
+    return was_on
 
 
 def _digits(code: object) -> str:

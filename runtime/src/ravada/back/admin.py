@@ -11,6 +11,7 @@ from sqlalchemy.orm import aliased
 
 from ravada import queue
 from ravada.auth import groups
+from ravada.auth.totp import reset_audited
 from ravada.config import Config
 from ravada.db import Backend, Database, Machine, Request, User, utcnow
 from ravada.passwords import check_policy, hash_password
@@ -47,6 +48,13 @@ def set_password(db: Database, name: str, password: str) -> None:
     check_policy(password)
     with db.session() as s:
         _get_user(s, name).password_hash = hash_password(password)
+
+
+def reset_totp(db: Database, name: str) -> bool:
+    """Remove a user's second factor (the way back for an admin who lost phone and
+    recovery codes); logged in the requests log like a reset from the admin pages."""
+    with db.session() as s:
+        return reset_audited(s, _get_user(s, name), None, "rvd_back --reset-totp")
 
 
 def set_admin(db: Database, name: str, admin: bool) -> None:

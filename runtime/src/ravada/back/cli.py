@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     act.add_argument("--make-admin", metavar="NAME", help="give a user admin rights")
     act.add_argument("--remove-admin", metavar="NAME", help="take admin rights away")
     act.add_argument("--remove-user", metavar="NAME", help="delete a user (owning no machine)")
+    act.add_argument("--reset-totp", metavar="NAME",
+                     help="remove a user's second factor (logged as totp_reset)")
     act.add_argument("--list", action="store_true", help="list machines")
     act.add_argument("--add-group", metavar="GROUP", help="create a local group")
     act.add_argument("--add-to-group", nargs=2, metavar=("GROUP", "USER"),
@@ -157,6 +159,9 @@ def _admin(cfg: rconfig.Config, a: argparse.Namespace) -> int:
         elif a.remove_user:
             admin.remove_user(db, a.remove_user)
             print(f"removed user {a.remove_user}")
+        elif a.reset_totp:
+            was = admin.reset_totp(db, a.reset_totp)
+            print(f"second factor of {a.reset_totp} {'removed' if was else 'was not set'}")
         elif a.list:
             print(admin.format_table(admin.list_machines(db)))
         elif a.add_group or a.add_to_group or a.remove_from_group or a.list_groups:
@@ -211,6 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     is_admin = any(getattr(a, k) not in (None, False) for k in (
         "add_user", "change_password", "make_admin", "remove_admin", "remove_user", "list",
+        "reset_totp",
         "add_group", "add_to_group", "remove_from_group", "list_groups",
         "import_domain", "add_base", "hibernate", "shutdown", "upgrade_db"))
     # The daemon logs to stdout (journald); admin commands keep stdout for their output.

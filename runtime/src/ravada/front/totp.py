@@ -17,9 +17,8 @@ from typing import Any
 from flask import Blueprint, g, make_response, redirect, render_template, request, session, url_for
 from sqlalchemy import false, select
 
-from ravada import queue
-from ravada.auth.totp import TotpError
-from ravada.db import Request, User, utcnow
+from ravada.auth.totp import TotpError, reset_audited
+from ravada.db import User, utcnow
 from ravada.front import accounts, throttle, web
 from ravada.front.dbutil import write_session
 from ravada.front.errors import (
@@ -38,7 +37,6 @@ log = logging.getLogger("ravada.front")
 PENDING_SECONDS = 300  # the code must follow the password within this time
 BAD_CODE = "Invalid or already used code."
 NEED_CODE = "Enter the code of your authenticator app (or a recovery code)."
-AUDIT_RESET = "totp_reset"  # the requests-log row of an admin reset
 KEY_TROUBLE = ("The second-factor secrets cannot be read (was auth.totp.key_file replaced?); "
                "an administrator can reset your second factor.")
 # Reachable by a signed-in user who must enrol first.
@@ -143,21 +141,14 @@ def confirm(fs: FrontState, v: Viewer, code: Any) -> list[str]:
 
 
 def reset(fs: FrontState, admin: Viewer, user_id: int) -> dict[str, Any]:
-    """Admin: remove a user's second factor. Audited: a finished ``totp_reset`` row in the
-    requests log, submitted by the admin, naming the user."""
+    """Admin: remove a user's second factor; audited in the requests log."""
     if not admin.is_admin:
         raise Forbidden("administrators only")
     with write_session(fs.db) as s:
         user = s.get(User, user_id) if 0 < user_id < 2**31 else None
         if user is None:
             raise NotFound(f"no user {user_id}")
-        was_on = fs.totp.reset(s, user_id)
-        now = utcnow()
-        s.add(Request(command=AUDIT_RESET, args={"user_id": user.id, "user": user.name},
-                      user_id=admin.id, status=queue.DONE, created_at=now, started_at=now,
-                      finished_at=now, result={"user_id": user.id, "user": user.name,
-                                               "by": admin.name, "was_enabled": was_on}))
-        s.flush()
+        reset_audited(s, user, admin.id, admin.name)
         s.refresh(user)
         return accounts.user_json(user)
 
