@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from e2e import admin as admin_mod
 from e2e import api as api_mod
 from e2e import images, netns, saveimage, spice, vnc, xdisplay
 from e2e.target import Target, record_timing
@@ -79,10 +80,7 @@ def admin(target) -> api_mod.Api:
     assert resp.status_code == 200, (
         f"rvd_front behind Apache on {target.name} answers {resp.status_code}: "
         "see `journalctl -u rvd_front` in the container")
-    user = target.var("rvd_admin_user")
-    password = target.var("rvd_admin_password")
-    assert user and password, "inventory lacks rvd_admin_user / rvd_admin_password"
-    return client.login_token(user, password)  # automation: a bearer token
+    return admin_mod.admin_api(target)  # automation: a bearer token (+ TOTP where required)
 
 
 @pytest.fixture(scope="module")

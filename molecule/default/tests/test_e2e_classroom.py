@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import pytest
+from e2e import admin as admin_mod
 from e2e import api as api_mod
 from e2e import netns, vnc, xdisplay
 from e2e.target import Target
@@ -33,8 +34,7 @@ def target(host) -> Target:
 
 @pytest.fixture(scope="module")
 def admin(target) -> api_mod.Api:
-    return api_mod.Api(target.ip).login_token(target.var("rvd_admin_user"),
-                                              target.var("rvd_admin_password"))
+    return admin_mod.admin_api(target)
 
 
 @pytest.fixture(scope="module")

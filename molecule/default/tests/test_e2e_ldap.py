@@ -12,6 +12,7 @@ removed at the end.
 from __future__ import annotations
 
 import pytest
+from e2e import admin as admin_mod
 from e2e import api as api_mod
 
 BASE_NAME = "ldap-base"
@@ -34,8 +35,7 @@ def test_directory_user_starts_a_desktop_of_a_base_given_to_their_group(host):
     target = Target.from_host(host)
     users = target.var("ravada_e2e_ldap_users")
     assert users, "the inventory lacks ravada_e2e_ldap_users (molecule.yml)"
-    admin = api_mod.Api(target.ip).login_token(target.var("rvd_admin_user"),
-                                              target.var("rvd_admin_password"))
+    admin = admin_mod.admin_api(target)
 
     # a wrong directory password is refused, the right one creates the row
     bad = api_mod.Api(target.ip).call("POST", api_mod.PREFIX + "/session", ok=(401,),

@@ -74,15 +74,19 @@ class Api:
         return resp.json() if resp.content else {}
 
     # ------------------------------------------------------------ auth
-    def login(self, username: str, password: str) -> Api:
-        """Open a session; remember the CSRF token for later state-changing calls."""
-        data = self.post("/session", {"name": username, "password": password})
+    def login(self, username: str, password: str, code: str | None = None) -> Api:
+        """Open a session; remember the CSRF token for later state-changing calls.
+
+        *code*: the second factor's code, for accounts with two-factor login."""
+        body = {"name": username, "password": password}
+        data = self.post("/session", {**body, "code": code} if code else body)
         self.csrf = data["csrf_token"]
         return self
 
-    def login_token(self, username: str, password: str) -> Api:
+    def login_token(self, username: str, password: str, code: str | None = None) -> Api:
         """Get a bearer token for *username* and use it (no cookie, no CSRF token)."""
-        data = self.post("/tokens", {"name": username, "password": password, "label": "e2e"})
+        body = {"name": username, "password": password, "label": "e2e"}
+        data = self.post("/tokens", {**body, "code": code} if code else body)
         self.session.headers["Authorization"] = f"Bearer {data['token']}"
         return self
 
