@@ -371,3 +371,36 @@ def test_config_errors_name_the_key(tmp_path: Path, over: dict[str, Any], key: s
     with pytest.raises(rconfig.ConfigError) as err:
         rconfig.from_dict(conf)
     assert str(err.value).startswith(key), str(err.value)
+
+
+def test_an_enrolled_second_factor_is_asked_after_the_provider(site: Site) -> None:
+    """TOTP (ravada.front.totp) follows a provider login as it follows a password."""
+    import time
+
+    import pyotp
+
+    http = _login(site, "dave")
+    csrf = http.get(site.url + "/api/v1/session", timeout=10).json()["csrf_token"]
+    secret = http.post(site.url + "/api/v1/totp", headers={"X-CSRFToken": csrf},
+                       timeout=10).json()["secret"]
+    first = pyotp.TOTP(secret).at(int(time.time()) - 30)
+    assert http.post(site.url + "/api/v1/totp/confirm", json={"code": first},
+                     headers={"X-CSRFToken": csrf}, timeout=10).status_code == 200
+    again = requests.Session()
+    resp = again.get(op.login(again, site.url, "dave"), allow_redirects=False, timeout=10)
+    assert resp.status_code == 302 and resp.headers["Location"].endswith("/login/code")
+    assert site.whoami(again) is None  # the provider alone signs nobody in
+    page = again.get(site.url + "/login/code", timeout=10).text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    resp = again.post(site.url + "/login/code", data={"code": pyotp.TOTP(secret).now(),
+                                                      "csrf_token": token},
+                      allow_redirects=False, timeout=10)
+    assert resp.status_code == 302 and site.whoami(again)["name"] == "dave"
+    # the provider's ID token came along: logout still ends the provider's session
+    csrf = again.get(site.url + "/api/v1/session", timeout=10).json()["csrf_token"]
+    out = again.post(site.url + "/logout", data={"csrf_token": csrf}, allow_redirects=False,
+                     timeout=10)
+    assert out.headers["Location"].startswith(site.provider.issuer + "/session/end?")
+    with site.db.session() as s:  # leave dave as the other tests expect him
+        s.execute(User.__table__.update().where(User.name == "dave").values(
+            totp_secret=None, totp_enabled_at=None, totp_last_step=None))

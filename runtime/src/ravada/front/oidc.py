@@ -22,7 +22,6 @@ from flask import (
     Blueprint,
     Flask,
     current_app,
-    redirect,
     render_template,
     request,
     session,
@@ -33,7 +32,7 @@ from joserfc.errors import JoseError
 from ravada.auth import oidc as claims_map
 from ravada.auth.settings import OidcConfig
 from ravada.db import utcnow
-from ravada.front import accounts, web
+from ravada.front import accounts, totp
 from ravada.front.dbutil import write_session
 from ravada.front.errors import (
     BadInput,
@@ -222,10 +221,10 @@ def _finish(cfg: OidcConfig) -> Any:
         user.last_login_at = utcnow()
         viewer = accounts.viewer_of(user)
     nxt = session.get(NEXT_KEY)
-    web.sign_in(viewer)
-    session[ID_TOKEN_KEY] = token["id_token"]
     log.info("%s logged in with %s", ident.name, cfg.issuer)
-    return redirect(web.safe_next(nxt if isinstance(nxt, str) else None))
+    # an enrolled second factor is asked here too (ravada.front.totp)
+    return totp.after_first_factor(viewer, nxt if isinstance(nxt, str) else None,
+                                   keep={ID_TOKEN_KEY: token["id_token"]})
 
 
 def end_session_url() -> str | None:

@@ -155,15 +155,21 @@ def reset(fs: FrontState, admin: Viewer, user_id: int) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- the login's second step
 
-def after_first_factor(v: Viewer, next_url: str | None) -> Any:
-    """The password (or another first factor) is right: sign in, or ask for the code."""
+def after_first_factor(v: Viewer, next_url: str | None,
+                       keep: dict[str, str] | None = None) -> Any:
+    """The password (or the OpenID provider) said yes: sign in, or ask for the code.
+
+    ``keep``: session values of the first factor (the provider's ID token for its
+    logout) that must survive into the signed-in session."""
     if not v.second_factor:
         web.sign_in(v)
+        session.update(keep or {})
         return redirect(web.safe_next(next_url))
     session.clear()
     session["totp_uid"] = v.id
     session["totp_at"] = int(time.time())
     session["totp_next"] = next_url or ""
+    session["totp_keep"] = dict(keep or {})
     return redirect(url_for("totp.login_code"))
 
 
@@ -195,8 +201,10 @@ def login_code_post() -> Any:
         if exc.status not in (400, 401, 429, 503):
             raise
         return render_template("login_code.html", error=exc.detail), exc.status, exc.headers
-    next_url = session.get("totp_next")
+    next_url, keep = session.get("totp_next"), session.get("totp_keep")
     web.sign_in(v)
+    if isinstance(keep, dict):
+        session.update({k: val for k, val in keep.items() if isinstance(val, str)})
     return redirect(web.safe_next(next_url if isinstance(next_url, str) else None))
 
 
