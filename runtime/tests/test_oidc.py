@@ -379,7 +379,7 @@ def test_an_enrolled_second_factor_is_asked_after_the_provider(site: Site) -> No
 
     import pyotp
 
-    http = _login(site, "dave")
+    http = _login(site, "carol")
     csrf = http.get(site.url + "/api/v1/session", timeout=10).json()["csrf_token"]
     secret = http.post(site.url + "/api/v1/totp", headers={"X-CSRFToken": csrf},
                        timeout=10).json()["secret"]
@@ -387,7 +387,7 @@ def test_an_enrolled_second_factor_is_asked_after_the_provider(site: Site) -> No
     assert http.post(site.url + "/api/v1/totp/confirm", json={"code": first},
                      headers={"X-CSRFToken": csrf}, timeout=10).status_code == 200
     again = requests.Session()
-    resp = again.get(op.login(again, site.url, "dave"), allow_redirects=False, timeout=10)
+    resp = again.get(op.login(again, site.url, "carol"), allow_redirects=False, timeout=10)
     assert resp.status_code == 302 and resp.headers["Location"].endswith("/login/code")
     assert site.whoami(again) is None  # the provider alone signs nobody in
     page = again.get(site.url + "/login/code", timeout=10).text
@@ -395,12 +395,12 @@ def test_an_enrolled_second_factor_is_asked_after_the_provider(site: Site) -> No
     resp = again.post(site.url + "/login/code", data={"code": pyotp.TOTP(secret).now(),
                                                       "csrf_token": token},
                       allow_redirects=False, timeout=10)
-    assert resp.status_code == 302 and site.whoami(again)["name"] == "dave"
+    assert resp.status_code == 302 and site.whoami(again)["name"] == "carol"
     # the provider's ID token came along: logout still ends the provider's session
     csrf = again.get(site.url + "/api/v1/session", timeout=10).json()["csrf_token"]
     out = again.post(site.url + "/logout", data={"csrf_token": csrf}, allow_redirects=False,
                      timeout=10)
     assert out.headers["Location"].startswith(site.provider.issuer + "/session/end?")
-    with site.db.session() as s:  # leave dave as the other tests expect him
-        s.execute(User.__table__.update().where(User.name == "dave").values(
+    with site.db.session() as s:  # leave carol as the other tests expect him
+        s.execute(User.__table__.update().where(User.name == "carol").values(
             totp_secret=None, totp_enabled_at=None, totp_last_step=None))
