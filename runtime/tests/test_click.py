@@ -2,8 +2,9 @@
 """What a click costs rvd_back in database work, counted (issue 14, P1), on test:///default.
 
 A cold-clone click (clone + start + display for the viewer's address) writes its rows in
-four transactions (the new row with the request's progress, its domain, the viewer's
-firewall rows, the state with the display) plus the queue's finish; reads need no COMMIT.
+three transactions (the new row with the request's progress, its domain, the viewer's
+firewall rows with the state and display) plus the queue's finish; reads need no COMMIT;
+and it looks the storage pool up once.
 The counts do not depend on the machine's load; tests/test_click_kvm.py checks libvirt's
 side on KVM.
 """
@@ -14,10 +15,12 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import libvirt
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, select
 from test_back import Running, alice, back, cfg, name  # noqa: F401
 
+from ravada.db import Machine, User
 from ravada.virt import render_domain
 
 
@@ -25,7 +28,7 @@ def _in_workers() -> bool:
     return threading.current_thread().name.startswith("worker")
 
 
-def test_cold_clone_click_writes_in_four_transactions(back: Running, name: str,
+def test_cold_clone_click_writes_in_three_transactions(back: Running, name: str,
                                                        alice: int) -> None:
     base = back.ok("create", {"name": name, "disk_gb": 1})["machine_id"]
     back.ok("prepare_base", machine_id=base)
@@ -53,9 +56,53 @@ def test_cold_clone_click_writes_in_four_transactions(back: Running, name: str,
             event.remove(engine, "before_cursor_execute", on_sql)
     assert res["display"]["password"] and res["display"]["vnc"]["port"]
     assert back.machine(res["machine_id"]).state == "running"
-    # the clone's row, its domain, the viewer's firewall rows, its state; the queue's finish
-    assert len(commits) == 5, (commits, statements)
-    assert statements.count("SELECT") <= 9, statements
+    # the clone's row, its domain, its viewer with its state; the queue's finish
+    assert len(commits) == 4, (commits, statements)
+    # was 17 statements in 5 commits: the firewall rows of a clone made by this request
+    # are not read nor deleted, the row is not read back, its base comes in the same SELECT
+    assert len(statements) <= 12, statements
+    assert statements.count("SELECT") <= 6, statements
+
+
+def test_cold_clone_click_looks_the_storage_pool_up_once(back: Running, name: str, alice: int,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The clone's name check and its overlay are one storage-pool call (it was three
+    lookups: one per own-volume check, one for the overlay)."""
+    base = back.ok("create", {"name": name, "disk_gb": 1})["machine_id"]
+    back.ok("prepare_base", machine_id=base)
+    lookups: list[str] = []
+    real = libvirt.virConnect.storagePoolLookupByName
+
+    def counted(conn: libvirt.virConnect, pool: str) -> libvirt.virStoragePool:
+        if _in_workers():
+            lookups.append(pool)
+        return real(conn, pool)
+
+    monkeypatch.setattr(libvirt.virConnect, "storagePoolLookupByName", counted)
+    res = back.ok("clone", {"user_id": alice, "start": True, "client_ip": "127.0.0.1"},
+                  machine_id=base)
+    assert res["display"]["password"]
+    assert len(lookups) == 1, lookups
+
+
+def test_clone_refuses_a_foreign_volume_of_its_name_and_keeps_it(back: Running, name: str,
+                                                                 alice: int) -> None:
+    """A volume already named like the new clone is not Ravada's: the click fails with the
+    reason, the volume stays, and no row of the clone is left."""
+    base = back.ok("create", {"name": name, "disk_gb": 1})["machine_id"]
+    back.ok("prepare_base", machine_id=base)
+    with back.db.sessionmaker() as s:
+        user = s.get(User, alice)
+        assert user is not None
+        clone = f"{name}-{user.name}"
+    foreign = back.host.storage.create_disk(clone, 1)
+    err = back.fails("clone", {"user_id": alice}, machine_id=base)
+    assert f"a libvirt volume named {clone!r} already exists" in err, err
+    assert back.host.storage.exists(foreign)
+    with back.db.sessionmaker() as s:
+        assert s.scalar(select(Machine.id).where(Machine.name == clone)) is None
+    back.host.storage.delete(foreign)
+    assert back.ok("clone", {"user_id": alice}, machine_id=base)["machine_id"]
 
 
 def test_domain_starts_with_the_clicks_password() -> None:

@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from ravada.back.context import Context
 from ravada.db import FirewallRule, Machine, utcnow
@@ -53,28 +54,52 @@ def _viewers(ctx: Context, machine_id: int) -> list[tuple[str, int | None, datet
     return sorted(((ip, uid, at) for ip, (uid, at) in latest.items()), key=lambda v: v[2])
 
 
-def _write(ctx: Context, machine: Machine, ports: list[int],
+def _apply(ctx: Context, machine: Machine, ports: list[int],
            viewers: list[tuple[str, int | None, datetime]]) -> None:
-    """The firewall first (one batch), then the rows; no DB transaction spans iptables."""
+    """The firewall side: one batch for the viewers kept (or none: closed)."""
     if viewers:
         ctx.firewall.allow(machine.name, ports, [ip for ip, _, _ in viewers])
     else:
         ctx.firewall.close(machine.name)
+
+
+def write_rows(s: Session, machine_id: int, ports: list[int],
+               viewers: list[tuple[str, int | None, datetime]], fresh: bool = False) -> None:
+    """The database side, in the caller's transaction (``fresh``: no rows to replace)."""
+    if not fresh:
+        s.execute(delete(FirewallRule).where(FirewallRule.machine_id == machine_id))
+    s.add_all(FirewallRule(machine_id=machine_id, client_ip=ip, port=p, user_id=uid,
+                           created_at=at)
+              for ip, uid, at in viewers for p in ports)
+
+
+def _write(ctx: Context, machine: Machine, ports: list[int],
+           viewers: list[tuple[str, int | None, datetime]]) -> None:
+    """The firewall first (one batch), then the rows; no DB transaction spans iptables."""
+    _apply(ctx, machine, ports, viewers)
     with ctx.db.session() as s:
-        s.execute(delete(FirewallRule).where(FirewallRule.machine_id == machine.id))
-        s.add_all(FirewallRule(machine_id=machine.id, client_ip=ip, port=p, user_id=uid,
-                               created_at=at)
-                  for ip, uid, at in viewers for p in ports)
+        write_rows(s, machine.id, ports, viewers)
+
+
+def allow(ctx: Context, machine: Machine, ports: list[int], client_ip: str,
+          user_id: int | None, fresh: bool = False) -> list[tuple[str, int | None, datetime]]:
+    """Add ``client_ip`` as the machine's newest viewer in iptables; returns the viewers
+    kept, whose rows the caller writes (:func:`write_rows`) in a transaction of its own
+    choosing. ``fresh``: a machine made by this request has no viewers yet (none read)."""
+    ip = normalize_ip(client_ip)
+    viewers = [] if fresh else [v for v in _viewers(ctx, machine.id) if v[0] != ip]
+    viewers.append((ip, user_id, utcnow()))
+    viewers = viewers[-ctx.config.firewall.max_viewers:]
+    _apply(ctx, machine, ports, viewers)
+    return viewers
 
 
 def open_for(ctx: Context, machine: Machine, ports: list[int], client_ip: str,
              user_id: int | None) -> list[str]:
     """Add ``client_ip`` as the machine's newest viewer; returns the viewers kept."""
-    ip = normalize_ip(client_ip)
-    viewers = [v for v in _viewers(ctx, machine.id) if v[0] != ip]
-    viewers.append((ip, user_id, utcnow()))
-    viewers = viewers[-ctx.config.firewall.max_viewers:]
-    _write(ctx, machine, ports, viewers)
+    viewers = allow(ctx, machine, ports, client_ip, user_id)
+    with ctx.db.session() as s:
+        write_rows(s, machine.id, ports, viewers)
     return [v[0] for v in viewers]
 
 

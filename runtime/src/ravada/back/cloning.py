@@ -12,7 +12,7 @@ from ravada.back import desktops, limits, pool
 from ravada.back.args import bool_arg, client_ip_arg
 from ravada.back.context import Context, Job
 from ravada.back.errors import RequestError
-from ravada.back.machines import clone_name, get_machine, own_volumes
+from ravada.back.machines import clone_name, get_machine
 from ravada.back.steps import (
     Result,
     define_new,
@@ -35,17 +35,18 @@ def _make_clone(ctx: Context, job: Job, base: Machine, name: str,
     """A new overlay clone of ``base`` (row, volume, domain; all removed on failure).
 
     ``password``: the display's one-time password and expiry, defined with the domain so
-    that starting it for a viewer needs no live device update."""
+    that starting it for a viewer needs no live device update. The overlay refuses a name
+    whose volumes exist in the same storage-pool call that makes it (one pool lookup)."""
     base_disks = guest_of(ctx, base).disk_paths()
     if not base_disks:
         raise RequestError(f"base {base.name!r} has no disk")
-    if ctx.host.has_guest(name) or own_volumes(ctx, name):
-        raise RequestError(f"a libvirt domain or volume named {name!r} already exists")
+    if ctx.host.has_guest(name):
+        raise RequestError(f"a libvirt domain named {name!r} already exists")
     machine_id = new_machine(ctx, job, name=name, base_id=base.id, memory_mb=base.memory_mb,
                               vcpus=base.vcpus, disk_gb=base.disk_gb,
                               volatile=bool(base.volatile), **fields)
     guest = define_new(ctx, name, machine_id,
-                        lambda: [ctx.storage.create_overlay(name, base_disks[0])],
+                        lambda: [ctx.storage.create_overlay(name, base_disks[0], fresh=True)],
                         base.memory_mb, base.vcpus, None, password=password)
     return machine_id, guest
 
@@ -67,7 +68,8 @@ def clone(ctx: Context, job: Job) -> Result:
     (``desktops.making``); another backend's insert hits the unique constraint.
     A new clone that starts for a viewer is defined with its one-time display password in
     the domain XML, so the click makes no live device update; its ports come from one read
-    of the live XML, and its state and display rows are written in one transaction.
+    of the live XML, and its viewers' rows, state and display are written in one
+    transaction, without reading back the row it made.
     """
     args = job.args
     with ctx.db.sessionmaker() as s:  # reads only: the base, and the user
@@ -126,10 +128,10 @@ def clone(ctx: Context, job: Job) -> Result:
         if client_ip:  # still under the lock: joined clicks open the display one at a time
             try:
                 if fresh is not None and password is not None:
-                    with ctx.db.sessionmaker() as s:
-                        machine = get_machine(s, machine_id)
-                    result["display"] = open_access(ctx, machine, fresh.display(), client_ip,
-                                                     *password, user.id)
+                    # the row this request made: its id and name are all open_access uses
+                    made = Machine(id=machine_id, name=fresh.name)
+                    result["display"] = open_access(ctx, made, fresh.display(), client_ip,
+                                                     *password, user.id, fresh=True)
                 else:
                     result["display"] = open_display_for(ctx, machine_id, client_ip, user.id)
             except (RequestError, VirtError, FirewallError) as exc:

@@ -86,8 +86,7 @@ def image_path(ctx: Context, image: object) -> str | None:
 
 def own_volumes(ctx: Context, name: str) -> list[str]:
     """Paths of the volumes named after machine ``name`` (disk and base image)."""
-    found = (volume_path(ctx, f"{name}{ext}") for ext in (".qcow2", ".base.qcow2"))
-    return [p for p in found if p]
+    return ctx.storage.volumes_named(name)
 
 
 def forget_access(s: Session, machine: Machine) -> None:

@@ -10,9 +10,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from ravada import display as rdisplay
 from ravada.back import access, timers
@@ -20,7 +20,7 @@ from ravada.back.context import Context, Job
 from ravada.back.errors import RequestError
 from ravada.back.machines import discard, forget_access, get_machine
 from ravada.db import Machine, Request, User
-from ravada.virt import Guest, GuestNotFound, render_domain
+from ravada.virt import Guest, GuestNotFound, VolumeExists, render_domain
 
 Result = dict[str, Any]
 
@@ -116,9 +116,20 @@ def define_new(ctx: Context, name: str, machine_id: int, make_disks: Callable[[]
     """Make the disks and the domain of a new machine row; on any failure remove all of it.
 
     ``password``: (password, valid until) of the display when it starts (see ``clone``).
+    A volume that already had the name (:class:`VolumeExists`) is not ours: only the row
+    goes.
     """
     try:
-        guest = ctx.host.define(domain_xml(ctx, name, memory_mb, vcpus, make_disks(), iso,
+        disks = make_disks()
+    except VolumeExists as exc:
+        with ctx.db.session() as s:
+            s.execute(delete(Machine).where(Machine.id == machine_id))
+        raise RequestError(f"a libvirt volume named {name!r} already exists ({exc})") from None
+    except BaseException:
+        discard(ctx, name, machine_id)
+        raise
+    try:
+        guest = ctx.host.define(domain_xml(ctx, name, memory_mb, vcpus, disks, iso,
                                      password=password))
         with ctx.db.session() as s:  # a domain just defined is shut off
             s.execute(update(Machine).where(Machine.id == machine_id)
@@ -131,18 +142,21 @@ def define_new(ctx: Context, name: str, machine_id: int, make_disks: Callable[[]
 
 def open_access(ctx: Context, machine: Machine, disp: dict[str, Any], client_ip: str,
                  password: str, expires: datetime, user_id: int | None = None,
-                 console: bool = False) -> Result:
+                 console: bool = False, fresh: bool = False) -> Result:
     """The viewer's ports opened to ``client_ip`` (not for the browser console, which
-    reaches VNC through rvd_console on loopback), the state and display written with the
-    machine's deadlines in one transaction, and the connection info of the (already set)
-    ``password``."""
+    reaches VNC through rvd_console on loopback), then ONE transaction: the viewers' rows,
+    the state and display, the machine's deadlines (the row read with its base, which
+    the deadlines need, in one SELECT); and the connection info of the (already set)
+    ``password``. ``fresh``: the machine was made by this request (no viewers to read)."""
     ports = access.viewer_ports(ctx, disp)
     if not ports and not (console and disp.get("vnc")):
         raise RequestError(f"machine {machine.name!r} has no display ports")
-    if not console:
-        access.open_for(ctx, machine, ports, client_ip, user_id)
+    viewers = None if console else access.allow(ctx, machine, ports, client_ip, user_id,
+                                                fresh=fresh)
     with ctx.db.session() as s:
-        row = s.get(Machine, machine.id)
+        if viewers is not None:
+            access.write_rows(s, machine.id, ports, viewers, fresh=fresh)
+        row = s.get(Machine, machine.id, options=[joinedload(Machine.base)])
         if row is not None:
             before, row.state, row.display = row.state, "running", disp
             timers.on_state(s, row, before)  # a clone that just started: its deadlines

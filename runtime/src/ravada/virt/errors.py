@@ -13,6 +13,10 @@ class GuestNotFound(VirtError, LookupError):
     """No domain of that name (or it disappeared while we worked on it)."""
 
 
+class VolumeExists(VirtError):
+    """A new machine's volume name is taken (a volume Ravada must not touch)."""
+
+
 def clean_message(err: libvirt.libvirtError) -> str:
     """libvirt's message without the noise: its first line (XML errors add the bad text and a
     caret line), whitespace squeezed, no trailing dot."""

@@ -8,11 +8,16 @@ the former machine disk renamed to ``<name>.base.qcow2`` with mode 0444: an O(1)
 local dir pool, a copy through the pool (``storageVolCreateXMLFrom``) elsewhere.
 
 - ``create_disk(name, size_gb) -> path``
-- ``create_overlay(name, backing_path) -> path``
+- ``create_overlay(name, backing_path, fresh=False) -> path``
+- ``volumes_named(name) -> [path]`` (a machine's own ``<name>.qcow2``, ``<name>.base.qcow2``)
 - ``make_base_image(disk_path, name) -> path``
 - ``delete(path)`` (idempotent), ``exists(path) -> bool``
 
-Errors are :class:`~ravada.virt.errors.VirtError`; bad names or sizes raise ``ValueError``.
+Each method looks the pool up once (``storagePoolLookupByName``): a click's new clone
+checks its name is free and makes its overlay in one call.
+
+Errors are :class:`~ravada.virt.errors.VirtError` (:class:`VolumeExists` when a fresh
+overlay's name is taken); bad names or sizes raise ``ValueError``.
 """
 
 from __future__ import annotations
@@ -24,11 +29,12 @@ from typing import Any
 
 import libvirt
 
-from ravada.virt.errors import VirtError
+from ravada.virt.errors import VirtError, VolumeExists
 from ravada.virt.xml import NAME_RE
 
 Call = Callable[[str, Callable[[libvirt.virConnect], Any]], Any]
 LOCAL_POOL_TYPES = ("dir", "fs", "netfs")
+OWN_SUFFIXES = (".qcow2", ".base.qcow2")  # a machine's disk, and its base image
 
 
 def _volume_xml(name: str, capacity: int, backing: str | None = None,
@@ -103,12 +109,34 @@ class Storage:
 
         return self._call(f"create disk {name}.qcow2", run)
 
-    def create_overlay(self, name: str, backing_path: str) -> str:
-        """A qcow2 ``<name>.qcow2`` backed by ``backing_path`` (qcow2); returns its path."""
+    @staticmethod
+    def _named(pool: libvirt.virStoragePool, name: str) -> list[str]:
+        """Paths of ``name``'s own volumes in ``pool`` (see :data:`OWN_SUFFIXES`)."""
+        found = []
+        for suffix in OWN_SUFFIXES:
+            try:
+                found.append(pool.storageVolLookupByName(name + suffix).path())
+            except libvirt.libvirtError as err:
+                if err.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
+                    raise
+        return found
+
+    def volumes_named(self, name: str) -> list[str]:
+        """Paths of the volumes that belong to machine ``name`` (disk and base image)."""
+        return self._call(f"look up volumes of {name}",
+                          lambda conn: self._named(self._pool(conn), name))
+
+    def create_overlay(self, name: str, backing_path: str, fresh: bool = False) -> str:
+        """A qcow2 ``<name>.qcow2`` backed by ``backing_path`` (qcow2); returns its path.
+
+        ``fresh``: for a new machine, refuse (:class:`VolumeExists`) when ``name`` already
+        has volumes, checked in the same pool call as the creation."""
         _check_name(name)
 
         def run(conn: libvirt.virConnect) -> str:
             pool = self._pool(conn)
+            if fresh and (taken := self._named(pool, name)):
+                raise VolumeExists(f"a volume of {name!r} already exists: {taken[0]}")
             backing = self._lookup(conn, backing_path, pool)
             if backing is None:
                 raise VirtError(f"base image {backing_path} is not a volume of any pool")
