@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
-"""P4: rvd_front under load -- list and request-status endpoints as logged-in users.
+"""P4: rvd_front under load -- the mix of a working day: pages, lists, API, long-polls.
 
 For each database (SQLite, and a private MariaDB server): seed 1,000 users x 5 machines,
 start ``rvd_front`` (gunicorn, the configured workers) on loopback, then run the open-loop
-load generator (``benchlib.loadgen``) in a second process, with one bearer token per user:
+load generator (``benchlib.loadgen``) in a second process. The mix (:data:`MIX`, each entry
+as another user): user pages with the user's session cookie (the desktop list ``/`` and a
+desktop's page), machine lists and request status through the API with the user's bearer
+token, and long-polls (``GET /api/v1/requests/<id>?wait=1`` on a click still pending, held
+by the front for the whole second; they count in the rate and the errors, and their
+lateness beyond the second is reported apart from the p99 of the others):
 
 1. warm-up, then the target rate (default 200 req/s) for ``--duration`` seconds;
 2. a baseline in the same run: ``/healthz`` at the same rate (the floor of this server);
@@ -34,9 +39,58 @@ sys.path.insert(0, str(BENCH))
 
 from benchlib import env as benv  # noqa: E402
 from benchlib import profile, results  # noqa: E402
-from benchlib.mariadb import MariaDB  # noqa: E402
+from benchlib.mariadb import MariaDB, summarise_slow_log  # noqa: E402
 from benchlib.seed import seed  # noqa: E402
 from benchlib.stats import ratio  # noqa: E402
+
+# One cycle of the mix, 20 requests: 4 user pages (20 %), 8 machine lists (40 %),
+# 7 request status (35 %), 1 long-poll (5 %). Each entry goes as the next user.
+MIX = ("api-machines", "api-request", "page-index", "api-machines", "api-request",
+       "api-bases", "api-request", "page-machine", "api-machines", "api-request",
+       "long-poll", "api-machines", "api-request", "page-index", "api-machines",
+       "api-request", "api-bases", "api-request", "page-machine", "api-machines")
+LONG_POLL_S = 1
+
+
+def session_cookies(key_file: Path, logins: list[Any]) -> dict[int, str]:
+    """A signed session cookie per user, as rvd_front's login would set it (a fixture:
+    1,000 argon2 logins would take minutes and trip the login throttle)."""
+    from flask import Flask
+    from flask.sessions import SecureCookieSessionInterface
+
+    app = Flask("bench-cookies")
+    app.secret_key = key_file.read_text(encoding="ascii").strip()
+    ser = SecureCookieSessionInterface().get_signing_serializer(app)
+    assert ser is not None
+    now = int(time.time())
+    return {u.uid: ser.dumps({"_permanent": True, "uid": u.uid, "sv": 0, "since": now,
+                              "seen": now}) for u in logins}
+
+
+def build_plan(logins: list[Any], cookies: dict[int, str]) -> list[dict[str, Any]]:
+    """The request plan: :data:`MIX` over and over, each entry as the next user."""
+    plan = []
+    for i, u in enumerate(logins * 2):  # 2,000 entries: every kind meets many users
+        kind = MIX[i % len(MIX)]
+        bearer = {"Authorization": f"Bearer {u.token}"}
+        cookie = {"Cookie": f"ravada_session={cookies[u.uid]}"}
+        entry: dict[str, Any] = {"kind": kind}
+        if kind == "api-machines":
+            entry.update(path="/api/v1/machines", headers=bearer)
+        elif kind == "api-bases":
+            entry.update(path="/api/v1/bases", headers=bearer)
+        elif kind == "api-request":
+            entry.update(path=f"/api/v1/requests/{u.requests[i % len(u.requests)]}",
+                         headers=bearer)
+        elif kind == "long-poll":
+            entry.update(path=f"/api/v1/requests/{u.pending}?wait={LONG_POLL_S}",
+                         headers=bearer, hold_s=LONG_POLL_S)
+        elif kind == "page-index":
+            entry.update(path="/", headers=cookie)
+        else:
+            entry.update(path=f"/machine/{u.machines[i % len(u.machines)]}", headers=cookie)
+        plan.append(entry)
+    return plan
 
 
 def free_port() -> int:
@@ -47,8 +101,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def get(url: str, token: str | None = None, timeout: float = 5) -> tuple[int, str]:
-    req = urllib.request.Request(url, headers={"Accept": "application/json"})
+def get(url: str, token: str | None = None, timeout: float = 5,
+        headers: dict[str, str] | None = None) -> tuple[int, str]:
+    req = urllib.request.Request(url, headers={"Accept": "application/json", **(headers or {})})
     if token:
         req.add_header("Authorization", f"Bearer {token}")
     try:
@@ -65,6 +120,7 @@ class Front:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = tmp / "ravada.conf"
+        self.key_file = tmp / "front.key"
         self.config.write_text(json.dumps({  # JSON is YAML
             "log_level": "WARNING",
             "database": {"url": db_url},
@@ -130,7 +186,10 @@ def loadgen(url: str, plan: Path, rate: float, duration: float, tmp: Path) -> di
 
 
 def meets(r: dict[str, Any], p99_ms: float) -> bool:
-    return (r["errors"] == 0 and r["latency_ms"]["p99"] <= p99_ms
+    """No errors, p99 within the target, the rate served, and long-polls answered within
+    ``p99_ms`` of their hold at the 99th percentile."""
+    late = r.get("long_poll_overshoot_ms", {}).get("p99", 0)
+    return (r["errors"] == 0 and r["latency_ms"]["p99"] <= p99_ms and late <= p99_ms
             and r["achieved_rps"] >= 0.95 * r["rate_target"])
 
 
@@ -171,7 +230,8 @@ def find_max_rate(url: str, plan: Path, tmp: Path, args: argparse.Namespace,
     return good
 
 
-def run_one(kind: str, db_url: str, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+def run_one(kind: str, db_url: str, tmp: Path, args: argparse.Namespace,
+            mdb: MariaDB | None = None) -> dict[str, Any]:
     from ravada.db import Database
 
     db = Database(db_url)
@@ -180,14 +240,7 @@ def run_one(kind: str, db_url: str, tmp: Path, args: argparse.Namespace) -> dict
     db.dispose()
     print(f"[{kind}] seeded {seeded.users} users, {seeded.machines} machines, "
           f"{seeded.requests} requests in {time.perf_counter() - t0:.1f} s", flush=True)
-    plan = []
-    for _name, token, rids in seeded.logins:
-        auth = {"Authorization": f"Bearer {token}"}
-        plan.append({"kind": "machine-list", "path": args.list_path, "headers": auth})
-        plan.append({"kind": "request-status", "path": args.status_path.format(id=rids[0]),
-                     "headers": auth})
     plan_file = tmp / "plan.json"
-    plan_file.write_text(json.dumps(plan))
     health_file = tmp / "health.json"
     # any answer counts: /healthz says 503 when no rvd_back heartbeats, as here
     health_file.write_text(json.dumps([{"kind": "healthz", "path": "/healthz",
@@ -196,12 +249,14 @@ def run_one(kind: str, db_url: str, tmp: Path, args: argparse.Namespace) -> dict
     front = Front(tmp, db_url, args.workers, args.front_cmd)
     front.start()
     try:
-        for entry in plan[:2]:
-            status, body = get(front.url + entry["path"],
-                               entry["headers"]["Authorization"].split()[1])
-            if status != 200:
-                raise RuntimeError(f"GET {entry['path']} as a seeded user gave {status}: "
-                                   f"{body[:300]} -- is the route or the token scheme different?")
+        plan = build_plan(seeded.logins, session_cookies(front.key_file, seeded.logins))
+        plan_file.write_text(json.dumps(plan))
+        for entry in plan[:len(MIX)]:
+            status, body = get(front.url + entry["path"], headers=entry["headers"])
+            if status != 200 or (entry["kind"].startswith("page")
+                                   and 'action="/login"' in body):
+                raise RuntimeError(f"GET {entry['path']} ({entry['kind']}) as a seeded user "
+                                   f"gave {status}: {body[:300]}")
         loadgen(front.url, plan_file, args.rate / 4, 5, tmp)  # warm-up
         at_target = loadgen(front.url, plan_file, args.rate, args.duration, tmp)
         print(line(f"{kind} target", at_target), flush=True)
@@ -213,7 +268,12 @@ def run_one(kind: str, db_url: str, tmp: Path, args: argparse.Namespace) -> dict
               flush=True)
         prof = None
         if not meets(at_target, args.p99_ms) or args.profile:
-            prof = profile_run(front, plan_file, tmp, args, kind)
+            if mdb:  # new connections log every statement: restart the front, warm it
+                mdb.slow_log(True)
+                front.stop()
+                front.start()
+                loadgen(front.url, plan_file, args.rate / 4, 5, tmp)
+            prof = profile_run(front, plan_file, tmp, args, kind, mdb)
     finally:
         front.stop()
     log_tail = front.log.read_text(errors="replace")[-4000:]
@@ -227,8 +287,9 @@ def run_one(kind: str, db_url: str, tmp: Path, args: argparse.Namespace) -> dict
 
 
 def profile_run(front: Front, plan: Path, tmp: Path, args: argparse.Namespace,
-                kind: str) -> str | None:
-    """py-spy over the front while the generator runs at the target rate."""
+                kind: str, mdb: MariaDB | None = None) -> str | None:
+    """py-spy over the front while the generator runs at the target rate; on MariaDB the
+    server's slow log (every statement, ``long_query_time=0``) during the same run."""
     assert front.proc is not None
     raw = tmp / "profile.raw"
     try:
@@ -236,8 +297,18 @@ def profile_run(front: Front, plan: Path, tmp: Path, args: argparse.Namespace,
     except RuntimeError as exc:
         print(f"  no profile: {exc}")
         return None
-    r = loadgen(front.url, plan, args.rate, args.duration, tmp)
+    log = mdb.slow_log(True) if mdb else None
+    offset = log.stat().st_size if log and log.exists() else 0
+    try:
+        r = loadgen(front.url, plan, args.rate, args.duration, tmp)
+    finally:
+        if mdb:
+            mdb.slow_log(False)
     print(line(f"{kind} profiled", r), flush=True)
+    if mdb and log and log.exists():
+        (results.RESULTS_DIR / f"p4_slowlog_{kind}.txt").write_text(
+            f"MariaDB slow log (every statement) of the profiled run at {args.rate} req/s\n\n"
+            + summarise_slow_log(log, offset), encoding="utf-8")
     _, err = spy.communicate(timeout=args.duration + 30)
     if not raw.exists():
         print(f"  py-spy failed: {err.decode(errors='replace')[-500:]}")
@@ -264,8 +335,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--front-cmd", type=lambda s: s.split(), default=None,
                    help="command that starts rvd_front (default: rvd_front of this Python, "
                    "or gunicorn on benchlib.front_wsgi while ravada.front.server is missing)")
-    p.add_argument("--list-path", default="/api/v1/machines")
-    p.add_argument("--status-path", default="/api/v1/requests/{id}")
     p.add_argument("--profile", action="store_true", help="profile even when the target is met")
     args = p.parse_args(argv)
     if args.front_cmd is None:
@@ -294,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
                     url = mdb.url()
                 else:
                     raise SystemExit(f"--db: unknown database {kind!r} (sqlite, mariadb)")
-                runs.append(run_one(kind, url, sub, args))
+                runs.append(run_one(kind, url, sub, args, mdb if kind == "mariadb" else None))
         finally:
             if mdb:
                 mdb.stop()
@@ -310,6 +379,9 @@ def main(argv: list[str] | None = None) -> int:
                         f"{t['latency_ms']['median']:.1f} / {t['latency_ms']['p95']:.1f}", "ms"),
             results.row(f"[{r['db']}] errors / achieved rate",
                         f"{t['errors']} / {t['achieved_rps']}", "req/s"),
+            results.row(f"[{r['db']}] long-polls / p99 late beyond their {LONG_POLL_S} s",
+                        f"{t.get('long_polls', 0)} / "
+                        f"{t.get('long_poll_overshoot_ms', {}).get('p99', 0):.1f}", "ms"),
             results.row(f"[{r['db']}] median ratio vs /healthz (same run)",
                         ratio(t["latency_ms"]["median"], b["latency_ms"]["median"])),
             results.row(f"[{r['db']}] highest rate with p99 <= {args.p99_ms:.0f} ms",

@@ -10,7 +10,9 @@ connection. Keep-alive connections are reused when the server allows it.
 
 ``plan.json`` is a list of ``{"kind": "list", "path": "/api/v1/machines",
 "headers": {"Authorization": "Bearer ..."}}``; requests go round the list in order. A
-2xx answer is a success; ``"ok_status": [503]`` accepts more.
+2xx answer is a success; ``"ok_status": [503]`` accepts more. A long-poll entry says how
+long the server holds it by design (``"hold_s": 1``): it counts in the rate and the errors
+but not in ``latency_ms``; ``long_poll_overshoot_ms`` is its latency beyond ``hold_s``.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ class Outcome:
     status: int = 0
     error: str = ""
     ok: bool = False
+    hold_s: float = 0.0
+    done_at: float = 0.0
 
 
 @dataclass
@@ -103,7 +107,7 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
 
 
 async def _one(pool: Pool, entry: dict[str, Any], scheduled: float, timeout: float) -> Outcome:
-    out = Outcome(kind=entry.get("kind", "default"))
+    out = Outcome(kind=entry.get("kind", "default"), hold_s=float(entry.get("hold_s", 0)))
     assert pool.sem is not None
     async with pool.sem:
         sent = time.perf_counter()
@@ -136,6 +140,7 @@ async def _one(pool: Pool, entry: dict[str, Any], scheduled: float, timeout: flo
                 asyncio.LimitOverrunError) as exc:
             out.error = type(exc).__name__ + (f": {exc}" if str(exc) else "")
         done = time.perf_counter()
+    out.done_at = done
     out.latency_ms = (done - scheduled) * 1000
     out.service_ms = (done - sent) * 1000
     return out
@@ -161,7 +166,10 @@ async def run(url: str, plan: list[dict[str, Any]], rate: float, duration: float
             late = max(late, -delay)
         tasks.append(asyncio.create_task(_one(pool, plan[i % len(plan)], scheduled, timeout)))
     outcomes: list[Outcome] = await asyncio.gather(*tasks)
-    elapsed = time.perf_counter() - t0
+    # served rate: up to the last answer of a request not held on purpose (the long-polls
+    # sent last are answered one hold later: their tail is not a slower server)
+    elapsed = max((o.done_at for o in outcomes if not o.hold_s), default=0.0) - t0
+    elapsed = max(elapsed, total / rate)
     for _, w in pool.idle:
         w.close()
     ok = [o for o in outcomes if not o.error and o.ok]
@@ -180,8 +188,11 @@ async def run(url: str, plan: list[dict[str, Any]], rate: float, duration: float
         "achieved_rps": round(len(outcomes) / elapsed, 1),
         "max_schedule_lag_ms": round(late * 1000, 2),
         "connections_opened": pool.opened,
-        "latency_ms": summary([o.latency_ms for o in outcomes], 2),
-        "service_ms": summary([o.service_ms for o in outcomes], 2),
+        "latency_ms": summary([o.latency_ms for o in outcomes if not o.hold_s], 2),
+        "service_ms": summary([o.service_ms for o in outcomes if not o.hold_s], 2),
+        "long_polls": sum(1 for o in outcomes if o.hold_s),
+        "long_poll_overshoot_ms": summary([o.latency_ms - o.hold_s * 1000 for o in outcomes
+                                           if o.hold_s], 2),
         "by_kind": {k: summary([o.latency_ms for o in outcomes if o.kind == k], 2)
                     for k in kinds},
         "first_error": next((o.error or str(o.status) for o in outcomes if o not in ok), None),

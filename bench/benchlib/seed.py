@@ -43,13 +43,24 @@ def token_prefix() -> str:
 
 
 @dataclass
+class Login:
+    """One seeded user as the load generator sees them."""
+
+    uid: int
+    name: str
+    token: str
+    requests: list[int]  # finished requests
+    machines: list[int]  # their clones
+    pending: int  # a request that stays pending (no rvd_back): what a long-poll waits on
+
+
+@dataclass
 class Seeded:
     users: int
     machines: int
     requests: int
     password: str
-    # per user: (name, token, [request ids])
-    logins: list[tuple[str, str, list[int]]]
+    logins: list[Login]
 
 
 def seed(db: Database, users: int = 1000, per_user: int = 5, requests_per_user: int = 3,
@@ -96,16 +107,28 @@ def seed(db: Database, users: int = 1000, per_user: int = 5, requests_per_user: 
                              "machine_id": mids[f"{base.name}-u{i:04d}"], "user_id": uid,
                              "status": "done", "result": {"state": "running"},
                              "created_at": now, "started_at": now, "finished_at": now})
+        for i, uid in enumerate(uids):  # one click each whose desktop is still on its way
+            reqs.append({"command": "start", "args": {"client_ip": "127.0.0.1"},
+                         "machine_id": mids[f"{bases[0].name}-u{i:04d}"], "user_id": uid,
+                         "status": "requested", "created_at": now})
         s.execute(insert(Request), reqs)
         tokens = {uid: token_prefix() + secrets.token_urlsafe(32) for uid in uids}
         s.execute(insert(ApiToken), [
             {"user_id": uid, "name": "bench", "token_hash": token_hash(tok), "created_at": now}
             for uid, tok in tokens.items()])
-        by_user: dict[int, list[int]] = {}
-        for rid, uid in s.execute(select(Request.id, Request.user_id)
-                                  .where(Request.user_id.in_(uids))).all():
-            by_user.setdefault(uid, []).append(rid)
-        logins = [(f"{prefix}-u{i:04d}", tokens[uid], by_user.get(uid, []))
-                  for i, uid in enumerate(uids)]
+        done: dict[int, list[int]] = {}
+        pending: dict[int, int] = {}
+        for rid, uid, status in s.execute(select(Request.id, Request.user_id, Request.status)
+                                          .where(Request.user_id.in_(uids))).all():
+            if status == "requested":
+                pending[uid] = rid
+            else:
+                done.setdefault(uid, []).append(rid)
+        owned: dict[int, list[int]] = {}
+        for mid, uid in s.execute(select(Machine.id, Machine.owner_id)
+                                  .where(Machine.owner_id.in_(uids))).all():
+            owned.setdefault(uid, []).append(mid)
+        logins = [Login(uid, f"{prefix}-u{i:04d}", tokens[uid], done.get(uid, []),
+                        owned.get(uid, []), pending[uid]) for i, uid in enumerate(uids)]
     return Seeded(users=len(uids), machines=len(rows) + len(bases), requests=len(reqs),
                   password=password, logins=logins)
