@@ -19,6 +19,7 @@ Writes ``bench/results/ldap_login.json`` with the git commit and the machine's l
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -59,6 +60,7 @@ def main() -> int:
     started = results.utc_now()
     with tempfile.TemporaryDirectory(prefix="ravada-ldap-bench-") as tmp:
         d = Path(tmp)
+        os.environ["RAVADA_RUNTIME_DIR"] = tmp  # the queue socket must live under it
         slapd = Slapd(d / "slapd").start()
         try:
             db = Database(f"sqlite:///{d / 'ravada.db'}")
