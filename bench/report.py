@@ -3,7 +3,9 @@
 
     bench/report.py           # rewrite bench/README.md's table and every <!--fig--> figure
     bench/report.py --check   # fail when a document disagrees with the current results
-                              # (make lint runs it): see benchlib/prose.py
+                              # (make lint runs it with --strict): see benchlib/prose.py
+    bench/report.py --restamp # results saved before provenance existed: stamp it from
+                              # the commit and loads the file itself recorded
 """
 
 from __future__ import annotations
@@ -23,7 +25,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="change nothing; exit 1 listing stale tables or figures")
     p.add_argument("--strict", action="store_true",
                    help="with --check: a result without commit and load fails too")
+    p.add_argument("--restamp", action="store_true",
+                   help="stamp the provenance of old results from their own commit and loads")
     args = p.parse_args(argv)
+    if args.restamp:
+        for name in results.restamp():
+            print(f"stamped {name}")
     if args.check:
         if not args.strict:
             for old in prose.unrecorded():

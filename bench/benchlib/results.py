@@ -155,3 +155,30 @@ def render_readme(readme: Path = README, results_dir: Path = RESULTS_DIR) -> Non
     readme.write_text(with_table(readme.read_text(encoding="utf-8"), results_dir, str(readme)),
                       encoding="utf-8")
     prose.fill_all(results_dir, [readme, *prose.other_documents()])
+
+
+def restamp(results_dir: Path = RESULTS_DIR) -> list[str]:
+    """Give a provenance to results saved before :func:`save` stamped one, from what the
+    file itself recorded: its ``commit``, the load when it started
+    (``env.machine.loadavg_1m``) and when it ended (``loadavg_1m_after``). A file missing
+    any of the three is left alone (re-run it). Returns the files stamped."""
+    stamped = []
+    for path in sorted(results_dir.glob("*.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(data.get("provenance"), dict):
+            continue
+        machine = (data.get("env") or {}).get("machine") or {}
+        commit, start, end = data.get("commit"), machine.get("loadavg_1m"), \
+            data.get("loadavg_1m_after")
+        if not commit or start is None or end is None:
+            continue
+        commit, _, flag = str(commit).partition("+")
+        data["provenance"] = {"commit": commit, "dirty": flag == "dirty",
+                              "host": machine.get("hostname", "?"), "load_start": [start],
+                              "load_end": [end],
+                              "restamped": "from the file's commit, loadavg_1m and "
+                                           "loadavg_1m_after (saved before provenance)"}
+        path.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n",
+                        encoding="utf-8")
+        stamped.append(path.name)
+    return stamped

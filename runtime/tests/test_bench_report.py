@@ -70,3 +70,18 @@ def test_save_records_commit_and_load(tmp_path: Path, monkeypatch) -> None:  # t
     prov = json.loads(path.read_text())["provenance"]
     assert prov["commit"] == "abc123" and prov["dirty"] is True
     assert len(prov["load_start"]) == 3 and len(prov["load_end"]) == 3
+
+
+def test_restamp_takes_only_what_the_file_recorded(tmp_path: Path) -> None:
+    """An old result that wrote its commit and both loads gets a provenance from them; one
+    that did not keeps failing the strict check (it must be re-run)."""
+    res, readme = _setup(tmp_path, "no figures", provenance=False)
+    old = {"commit": "feedbeef+dirty", "loadavg_1m_after": 9.5,
+           "env": {"machine": {"hostname": "h", "loadavg_1m": 4.5}}, "rows": []}
+    (res / "p2_pool.json").write_text(json.dumps(old))
+    assert results.restamp(res) == ["p2_pool.json"]
+    prov = json.loads((res / "p2_pool.json").read_text())["provenance"]
+    assert (prov["commit"], prov["dirty"], prov["load_start"], prov["load_end"]) == \
+        ("feedbeef", True, [4.5], [9.5])
+    problems = prose.unrecorded(res)
+    assert len(problems) == 1 and "p1_click.json" in problems[0], problems
