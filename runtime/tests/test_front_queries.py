@@ -140,6 +140,33 @@ def test_last_used_at_is_written_at_most_once_a_minute(
     assert len(later) == 1 and later[0].startswith("UPDATE api_tokens"), later
 
 
+def test_token_touch_is_one_statement_on_the_wire(
+        app_db: tuple[FlaskClient, Database, int]) -> None:
+    """The once-a-minute ``last_used_at`` write is its own transaction: on MariaDB one
+    UPDATE on an autocommit connection, no COMMIT, no write connection's ROLLBACK."""
+    client, db, _ = app_db
+    _get(client, "/api/v1/machines")  # connects the pools
+    with db.session() as s:
+        s.execute(update(ApiToken).values(
+            last_used_at=utcnow() - timedelta(seconds=TOKEN_TOUCH_SECONDS + 1)))
+    server = ServerCounters(db) if db.dialect != "sqlite" else None
+    before = server.read() if server else {}
+    stmts = Statements(db)
+    try:
+        _get(client, "/api/v1/machines")
+    finally:
+        stmts.close()
+    assert stmts.kinds() == ["SELECT", "UPDATE", "SELECT"], stmts.sql
+    if server:
+        after = server.read()
+        delta = {k: after[k] - before[k] for k in ServerCounters.NAMES}
+        assert delta == {"Com_select": 2, "Com_update": 1, "Com_rollback": 0, "Com_commit": 0,
+                         "Com_admin_commands": 0, "Connections": 0}, delta
+    with db.sessionmaker() as s:
+        touched = s.scalar(select(ApiToken.last_used_at))
+    assert touched is not None and utcnow() - touched < timedelta(seconds=30)
+
+
 def test_disabled_users_token_is_refused_in_the_same_select(
         app_db: tuple[FlaskClient, Database, int]) -> None:
     client, db, uid = app_db

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Executable, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
@@ -123,6 +123,20 @@ class Database:
             except BaseException:
                 s.rollback()
                 raise
+
+    def write_one(self, statement: Executable) -> None:
+        """One write statement that is a transaction by itself (a Core UPDATE/DELETE).
+
+        MariaDB: sent on an autocommit connection of the read pool, so it costs its own
+        round trip and nothing else (no BEGIN, COMMIT, nor the ROLLBACK of a write
+        connection's return). SQLite: a write session (``BEGIN IMMEDIATE``).
+        """
+        if self.read_engine is self.engine:
+            with self.session() as s:
+                s.connection().execute(statement)
+            return
+        with self.read_engine.connect() as conn:
+            conn.execute(statement)
 
     def dispose(self) -> None:
         self.engine.dispose()
