@@ -61,6 +61,17 @@ def test_iso_dir_is_roots_and_holds_no_links(host):
     assert host.run(f"{AS_RAVADA} touch /var/lib/ravada/isos/x.iso").rc != 0
 
 
+def test_iso_staging_dir_is_the_web_accounts_alone(host):
+    """Uploads are staged where the web account writes; only rvd_back fills the ISO dir."""
+    staging = host.file("/var/lib/ravada/iso-staging")
+    assert staging.is_directory and not staging.is_symlink
+    assert (staging.user, staging.group, staging.mode) == ("ravada", "ravada", 0o700)
+    assert host.run(f"{AS_RAVADA} sh -c 'touch /var/lib/ravada/iso-staging/probe && "
+                    "rm /var/lib/ravada/iso-staging/probe'").rc == 0
+    conf = host.check_output("grep -E '^ *iso_staging_dir:' /etc/ravada.conf")
+    assert conf.split(":", 1)[1].strip() == "/var/lib/ravada/iso-staging"
+
+
 def test_screenshots_are_private(host):
     shots = host.file("/var/lib/ravada/screenshots")
     assert (shots.user, shots.group, shots.mode) == ("root", "ravada", 0o2750)

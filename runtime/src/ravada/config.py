@@ -90,6 +90,9 @@ class FrontConfig:
     session_idle_minutes: int = 30
     session_max_hours: int = 12  # absolute session lifetime, however active
     iso_dir: str = "/var/lib/ravada/isos"
+    # Uploads land here (written by the front's account); rvd_back copies them into iso_dir.
+    iso_staging_dir: str = "/var/lib/ravada/iso-staging"
+    iso_max_bytes: int = 64 * 1024 ** 3  # largest ISO uploaded or downloaded
     novnc_dir: str = "/usr/share/novnc"
     max_waits_per_user: int = 4  # long-polls one user may hold at once (per front process)
     # Apache's LimitRequestBody must be the same number (the apache role takes it from rvd).
@@ -201,6 +204,14 @@ def _validate(cfg: Config) -> None:
                 raise ConfigError(f"front.{key}[{i}]: {exc}") from None
     if not 1024 <= cfg.front.max_request_bytes <= 1024 ** 3:
         raise ConfigError("front.max_request_bytes: from 1024 to 1073741824")
+    if not 1024 ** 2 <= cfg.front.iso_max_bytes <= 1024 ** 4:
+        raise ConfigError("front.iso_max_bytes: from 1048576 to 1099511627776")
+    for key in ("iso_dir", "iso_staging_dir"):
+        if not os.path.isabs(getattr(cfg.front, key)):
+            raise ConfigError(f"front.{key}: an absolute path")
+    if os.path.normpath(cfg.front.iso_dir) == os.path.normpath(cfg.front.iso_staging_dir):
+        raise ConfigError("front.iso_staging_dir: must not be front.iso_dir (the web account "
+                          "writes it)")
     token = cfg.front.metrics_token
     if token and (len(token) < 16 or not token.isprintable() or " " in token):
         raise ConfigError("front.metrics_token: at least 16 printable characters, no spaces "

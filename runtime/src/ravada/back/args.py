@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ravada import limits
-from ravada.back import isos
+from ravada.back import isolib, isos
 from ravada.back.context import Context
 from ravada.back.errors import RequestError
 from ravada.firewall import check_ip
@@ -48,4 +48,6 @@ def iso_path(ctx: Context, iso: Any) -> str | None:
     """The checked path of a request's ``iso`` argument (ravada.back.isos)."""
     if iso in (None, ""):
         return None
-    return isos.resolve(ctx.config.front.iso_dir, iso)
+    path = isos.resolve(ctx.config.front.iso_dir, iso)
+    isolib.check_usable(ctx, iso)
+    return path

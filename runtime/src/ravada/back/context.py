@@ -44,6 +44,8 @@ class Context:
     host: Host
     firewall: Firewall
     screenshot_dir: Path = field(default_factory=lambda: Path(SCREENSHOT_DIR))
+    # background ISO transfers (ravada.back.isolib.Transfers); None: run them inline
+    transfers: Any = None
 
     @property
     def storage(self) -> Storage:

@@ -21,6 +21,7 @@ from sqlalchemy import delete
 import ravada
 from ravada import queue
 from ravada.back import handlers as handlers_mod
+from ravada.back import isolib
 from ravada.back.context import SCREENSHOT_DIR, Context, Job, make_firewall
 from ravada.back.errors import RequestError
 from ravada.back.handlers import Handler
@@ -78,6 +79,7 @@ class Daemon:
         self.ctx = Context(config, self.db, self.host, firewall or make_firewall(config),
                            Path(screenshot_dir))
         self._sink.ctx = self.ctx
+        self.ctx.transfers = isolib.Transfers(self.ctx)
         self.timers = Timers(self.ctx)
         self.pool_keeper = PoolKeeper(self.ctx, config.queue.workers)
         self._stopping = threading.Event()
@@ -104,6 +106,7 @@ class Daemon:
                         "%(cleaned)d half-made machines removed", counts)
         clean_half_made(self.ctx)
         sync_all(self.ctx)
+        isolib.resume(self.ctx)
         try:
             reconcile_firewall(self.ctx)
         except FirewallError as exc:
@@ -307,6 +310,8 @@ class Daemon:
             log.warning("%d requests still running at exit; the next start recovers them",
                         self.busy)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self.ctx.transfers is not None:
+            self.ctx.transfers.stop()
 
     def close(self) -> None:
         """Release the socket, the backends row, events and connections."""

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from sqlalchemy import func, select, update
 
-from ravada.back import files, isos
+from ravada.back import files, isolib, isos
 from ravada.back.args import DISK_GB, MEMORY_MB, VCPUS, int_arg, iso_path
 from ravada.back.cloning import clone
 from ravada.back.context import Context, Job
@@ -162,8 +162,10 @@ HANDLERS: dict[str, Handler] = {
     "open_display": open_display,
     "refresh": refresh,
     "close_user": close_user,
+    **isolib.HANDLERS,
 }
 
 # Safe to run again after a backend died in the middle of them (see recovery).
 RETRYABLE = frozenset({"start", "shutdown", "force_shutdown", "hibernate", "resume",
-                       "open_display", "refresh", "screenshot", "remove", "close_user"})
+                       "open_display", "refresh", "screenshot", "remove", "close_user",
+                       "iso_import", "iso_download", "iso_scan"})

@@ -9,6 +9,7 @@ from ravada.db.models import (
     FirewallRule,
     Group,
     GroupMember,
+    Iso,
     LoginAttempt,
     Machine,
     RecoveryCode,
@@ -21,6 +22,6 @@ from ravada.db.session import Database
 
 __all__ = [
     "ApiToken", "Backend", "Base", "BaseAccess", "ConsoleSession", "Database", "FirewallRule",
-    "Group", "GroupMember", "LoginAttempt",
+    "Group", "GroupMember", "Iso", "LoginAttempt",
     "Machine", "RecoveryCode", "Request", "Setting", "User", "utcnow",
 ]

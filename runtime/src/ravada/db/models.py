@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -269,3 +270,29 @@ class ConsoleSession(Base):
     client_ip: Mapped[str] = mapped_column(String(45), default="")
     started_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+
+
+class Iso(Base):
+    """An ISO of the library: uploaded through the front, downloaded by rvd_back from a
+    URL, or found in the ISO directory. Only a ``ready`` ISO is a file of the ISO
+    directory under ``name``; the others are transfers (``received`` of ``size`` bytes).
+    """
+
+    __tablename__ = "isos"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    # uploading | downloading | verifying | ready | failed
+    state: Mapped[str] = mapped_column(String(16), default="uploading")
+    source: Mapped[str] = mapped_column(String(16), default="upload")  # upload | url | local
+    url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    size: Mapped[int] = mapped_column(BigInteger, default=0)  # 0: not known yet (a URL)
+    received: Mapped[int] = mapped_column(BigInteger, default=0)
+    expected_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    kind: Mapped[str | None] = mapped_column(String(16), nullable=True)  # iso9660 | udf
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)

@@ -6,7 +6,6 @@ that is not the viewer's (and the viewer is no admin) is "not found".
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -320,13 +319,11 @@ def set_public(fs: FrontState, viewer: Viewer, machine_id: int, public: bool) ->
 
 
 def list_isos(fs: FrontState) -> list[str]:
-    """ISO images in ``front.iso_dir`` (file names only)."""
-    try:
-        names = os.listdir(fs.config.front.iso_dir)
-    except OSError:
-        return []
-    d = Path(fs.config.front.iso_dir)
-    return sorted(n for n in names if n.lower().endswith(".iso") and (d / n).is_file())
+    """ISO images of ``front.iso_dir`` a new machine may boot (verified when the library
+    has a row for them; see ravada.front.isolib)."""
+    from ravada.front import isolib
+
+    return isolib.usable(fs)
 
 
 def create_machine(fs: FrontState, viewer: Viewer, data: dict[str, Any]) -> int:
