@@ -28,7 +28,7 @@ async function sendChunk(id, file, offset, chunk) {
   for (let attempt = 0; ; attempt++) {
     let resp;
     try {
-      resp = await fetch(`${form.dataset.start}/${id}?offset=${offset}`, {
+      resp = await fetch(`${form.dataset.uploadUrl}/${id}?offset=${offset}`, {
         method: "PUT", credentials: "same-origin", body,
         headers: { "X-CSRFToken": csrf, "Content-Type": "application/octet-stream" },
       });
@@ -50,7 +50,7 @@ async function sendChunk(id, file, offset, chunk) {
 }
 
 async function upload(file, sha256) {
-  const start = await fetch(form.dataset.start, {
+  const start = await fetch(form.dataset.uploadUrl, {
     method: "POST", credentials: "same-origin",
     headers: { "X-CSRFToken": csrf, "Content-Type": "application/json" },
     body: JSON.stringify({ name: file.name, size: file.size, sha256: sha256 || null }),
