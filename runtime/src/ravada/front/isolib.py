@@ -13,6 +13,7 @@ import os
 from typing import IO, Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ravada import isofmt, queue
@@ -113,6 +114,15 @@ def _free_name(fs: FrontState, s: Session, name: str) -> None:
         raise Conflict(f"a file named {name!r} is already in the ISO directory")
 
 
+def _add(s: Session, row: Iso) -> None:
+    """Insert ``row``; another admin taking the same name at the same moment is a 409."""
+    s.add(row)
+    try:
+        s.flush()
+    except IntegrityError:
+        raise Conflict(f"an ISO named {row.name!r} already exists") from None
+
+
 def _staging_fd(fs: FrontState) -> int:
     path = fs.config.front.iso_staging_dir
     try:
@@ -137,8 +147,7 @@ def start_upload(fs: FrontState, viewer: Viewer, data: dict[str, Any]) -> dict[s
         _free_name(fs, s, name)
         row = Iso(name=name, state="uploading", source="upload", size=size, received=0,
                   expected_sha256=sha, user_id=viewer.id)
-        s.add(row)
-        s.flush()
+        _add(s, row)
         dir_fd = _staging_fd(fs)
         try:
             try:
@@ -229,8 +238,7 @@ def register_url(fs: FrontState, viewer: Viewer, data: dict[str, Any]) -> dict[s
         _free_name(fs, s, name)
         row = Iso(name=name, state="downloading", source="url", url=url, size=0, received=0,
                   expected_sha256=sha, user_id=viewer.id)
-        s.add(row)
-        s.flush()
+        _add(s, row)
         req = queue.enqueue(s, "iso_download", {"iso_id": row.id}, user_id=viewer.id)
         out = {**iso_json(row, []), "request_id": req.id}
     queue.notify(fs.config.queue.socket)
