@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from test_front_support import World, csrf_of, world  # noqa: F401
 
 from ravada.auth import groups
-from ravada.db import Request
+from ravada.db import Iso, Request
 
 STATIC_ARGS = {"filename": "style.css"}
 
@@ -53,7 +53,11 @@ def _alice_ids(w: World) -> dict[str, int]:
     with w.db.session() as s:
         group_id = groups.create_group(s, "alice-group").id
         groups.set_member(s, group_id, w.alice, True)
-    return {"machine_id": w.alice_vm, "base_id": w.private_base, "user_id": w.alice,
+        iso = Iso(name="failed.iso", state="failed", source="upload", size=10)
+        s.add(iso)
+        s.flush()
+        iso_id = iso.id
+    return {"iso_id": iso_id, "machine_id": w.alice_vm, "base_id": w.private_base, "user_id": w.alice,
             "token_id": tok.json["id"], "req_id": req.json["request_id"], "group_id": group_id}
 
 
@@ -117,7 +121,8 @@ def test_non_admins_get_403_on_admin_routes(world: World) -> None:
     for who in ("alice", "bob"):
         c = world.client(who)
         for method, _r, rule in _rules(world):
-            if not (rule.endpoint.startswith("admin.") or rule.endpoint in ADMIN_API):
+            if not (rule.endpoint.startswith(("admin.", "isos.", "isos_data."))
+                    or rule.endpoint in ADMIN_API):
                 continue
             resp = _send(c, method, _url(world, rule, ids))
             assert resp.status_code == 403, (who, method, rule.rule)
@@ -187,6 +192,9 @@ def test_hostile_input_never_gives_500(world: World, value: Any) -> None:
         (admin, "PATCH", f"/api/v1/bases/{world.base}/policy", {"volatile": value}),
         (admin, "POST", f"/api/v1/machines/{world.alice_vm}/shutdown", {"timeout": value}),
         (admin, "POST", "/api/v1/password", {"password": value, "new_password": value}),
+        (admin, "POST", "/admin/isos/data/uploads", {"name": value, "size": value}),
+        (admin, "POST", "/admin/isos/data/uploads", {"name": "ok.iso", "size": value,
+                                                     "sha256": value}),
     ]
     for client, method, url, body in calls:
         resp = client.open(url, method=method, json=body, headers=h)
@@ -204,7 +212,8 @@ def test_hostile_input_never_gives_500(world: World, value: Any) -> None:
              ("/admin/settings", {"motd": text, "login_max_failures": text}),
              ("/admin/machines", {"name": text, "iso": text, "memory_mb": text}),
              (f"/admin/users/{world.bob}", {"op": text, "password": text}),
-             (f"/admin/machines/{world.base}", {"action": text})]
+             (f"/admin/machines/{world.base}", {"action": text}),
+             ("/admin/isos/url", {"name": text, "url": text, "sha256": text})]
     for url, data in forms:
         resp = admin.post(url, data={**data, "csrf_token": token})
         assert resp.status_code in (302, 400, 413), (url, resp.status_code)

@@ -159,13 +159,14 @@ def make_config(tmp_path: Path, url: str, **front: Any) -> rconfig.Config:
     iso_dir = tmp_path / "isos"
     iso_dir.mkdir(exist_ok=True)
     (iso_dir / "debian.iso").write_bytes(b"iso")
+    (tmp_path / "iso-staging").mkdir(exist_ok=True)
     return rconfig.from_dict({
         "database": {"url": url},
         "libvirt": {"uri": "test:///default"},
         "queue": {"socket": str(tmp_path / "queue.sock")},
         "firewall": {"enabled": False},
         "front": {"secret_key_file": str(tmp_path / "front.key"), "iso_dir": str(iso_dir),
-                  **front},
+                  "iso_staging_dir": str(tmp_path / "iso-staging"), **front},
     })
 
 
