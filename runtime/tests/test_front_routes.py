@@ -57,8 +57,9 @@ def _alice_ids(w: World) -> dict[str, int]:
         s.add(iso)
         s.flush()
         iso_id = iso.id
-    return {"iso_id": iso_id, "machine_id": w.alice_vm, "base_id": w.private_base, "user_id": w.alice,
-            "token_id": tok.json["id"], "req_id": req.json["request_id"], "group_id": group_id}
+    return {"iso_id": iso_id, "machine_id": w.alice_vm, "base_id": w.private_base,
+            "user_id": w.alice, "token_id": tok.json["id"], "req_id": req.json["request_id"],
+            "group_id": group_id}
 
 
 PUBLIC_ENDPOINTS = {"static", "auth.login", "auth.login_post", "auth.logout", "user.novnc",
