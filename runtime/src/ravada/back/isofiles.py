@@ -85,6 +85,7 @@ def into_library(iso_dir: str, iso_id: int, name: str, chunks: Iterator[bytes], 
         fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o644, dir_fd=dir_fd)
         try:
+            os.fchmod(fd, 0o644)  # readable by qemu's account whatever rvd_back's UMask
             digest, size, head, kind = hashlib.sha256(), 0, bytearray(), None
             with os.fdopen(fd, "wb", closefd=False) as out:
                 for chunk in chunks:
