@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import pytest
+from e2e import admin as admin_mod
 from e2e import api as api_mod
 from e2e.target import Target
 
@@ -31,8 +32,14 @@ def target(host) -> Target:
 
 @pytest.fixture(scope="module")
 def admin(target) -> api_mod.Api:
-    return api_mod.Api(target.ip).login(target.var("rvd_admin_user"),
-                                        target.var("rvd_admin_password"))
+    """An admin session (the ISO pages take a cookie + CSRF token, not a bearer token),
+    with a second-factor code where the host requires one."""
+    user, password = target.var("rvd_admin_user"), target.var("rvd_admin_password")
+    code = None
+    if admin_mod.needs_code(target):
+        admin_mod.enrol(target, user, password)
+        code = admin_mod.fresh_code(target)
+    return api_mod.Api(target.ip).login(user, password, code=code)
 
 
 @pytest.fixture(scope="module")
