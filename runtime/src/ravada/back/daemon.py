@@ -69,8 +69,9 @@ class Daemon:
         self.handlers = dict(handlers_mod.HANDLERS if handlers is None else handlers)
         self.stop_wait = stop_wait
         self._own_db = db is None
-        # the request workers, plus the main loop and libvirt's event thread
-        self.db = db or Database(config.database.url, pool_size=config.queue.workers + 2)
+        # the request workers, the main loop, libvirt's event thread and the ISO transfers
+        self.db = db or Database(config.database.url,
+                                 pool_size=config.queue.workers + 2 + isolib.TRANSFERS)
         self._sink = EventSink()
         self._own_host = host is None
         self.host = host or Host(config.libvirt.uri, config.libvirt.storage_pool,
