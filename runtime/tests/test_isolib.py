@@ -360,3 +360,14 @@ def test_image_kind_reads_the_volume_descriptors(iso_image: bytes) -> None:
     assert isofmt.image_kind(bytes(isofmt.HEAD_BYTES)) is None
     only_bea = bytes(udf[:isofmt.DESCRIPTORS_AT + isofmt.SECTOR])
     assert isofmt.image_kind(only_bea) is None
+
+
+@pytest.mark.parametrize("front, message", [
+    ({"iso_dir": "/srv/isos", "iso_staging_dir": "/srv/isos/"}, "front.iso_staging_dir: must not"),
+    ({"iso_staging_dir": "staging"}, "front.iso_staging_dir: an absolute path"),
+    ({"iso_max_bytes": 1000}, "front.iso_max_bytes: from 1048576"),
+])
+def test_config_checks_the_library_keys(front: dict[str, Any], message: str,
+                                        tmp_path: Path) -> None:
+    with pytest.raises(rconfig.ConfigError, match=message):
+        rconfig.from_dict({"front": front, "queue": {"socket": str(tmp_path / "q.sock")}})
