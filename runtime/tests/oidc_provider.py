@@ -41,6 +41,10 @@ USERS: dict[str, dict[str, Any]] = {
     "erin": {"password": "erin-pw", "claims": {"preferred_username": "erin",
                                                "groups": ["students"]}},
     "frank": {"password": "frank-pw", "claims": {"preferred_username": "frank smith"}},
+    "gina": {"password": "gina-pw", "claims": {"preferred_username": "gina"}},
+    "henry": {"password": "henry-pw", "claims": {"preferred_username": "henry"}},
+    "olga": {"password": "olga-pw", "claims": {"preferred_username": "olga",
+                                               "groups": ["vdi-students", "vdi-admins"]}},
 }
 
 
@@ -86,16 +90,22 @@ class Provider:
                 self.proc.wait(5)
 
 
-def start(workdir: Path, front_urls: list[str]) -> Provider:
-    """The provider with the ``ravada`` client allowed back to each front URL."""
+def start(workdir: Path, front_urls: list[str], host: str = "127.0.0.1",
+          port: int | None = None, tls: tuple[Path, Path] | None = None,
+          client_secret: str = CLIENT_SECRET) -> Provider:
+    """The provider with the ``ravada`` client allowed back to each front URL.
+
+    ``tls`` (certificate, key): https (the molecule e2e test); else plain http on loopback.
+    """
     ensure_modules()
-    port = free_port()
-    issuer = f"http://127.0.0.1:{port}"
+    port = port or free_port()
+    issuer = f"{'https' if tls else 'http'}://{host}:{port}"
     users = json.loads(json.dumps(USERS))
     conf = {
-        "port": port, "issuer": issuer, "users": users,
+        "port": port, "host": host, "issuer": issuer, "users": users,
+        "tls": {"cert": str(tls[0]), "key": str(tls[1])} if tls else None,
         "clients": [{
-            "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+            "client_id": CLIENT_ID, "client_secret": client_secret,
             "redirect_uris": [u + "/login/oidc/callback" for u in front_urls],
             "post_logout_redirect_uris": [u + "/login" for u in front_urls],
             "grant_types": ["authorization_code"], "response_types": ["code"],

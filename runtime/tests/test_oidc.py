@@ -23,7 +23,7 @@ import pytest
 import requests
 from sqlalchemy import select
 from test_browser_front import ARGS, CHROMIUM
-from test_front_support import add_machine, add_user
+from test_front_support import PASSWORD, add_machine, add_user
 from werkzeug.serving import make_server
 
 from ravada import config as rconfig
@@ -404,3 +404,55 @@ def test_an_enrolled_second_factor_is_asked_after_the_provider(site: Site) -> No
     with site.db.session() as s:  # leave carol as the other tests expect him
         s.execute(User.__table__.update().where(User.name == "carol").values(
             totp_secret=None, totp_enabled_at=None, totp_last_step=None))
+
+
+def test_an_admin_links_a_local_account_to_single_sign_on(site: Site) -> None:
+    gina = add_user(site.db, "gina")
+    desk = add_machine(site.db, "gina-desk", gina)
+    http = requests.Session()
+    assert http.get(op.login(http, site.url, "gina"), allow_redirects=False,
+                    timeout=10).status_code == 409
+    admin = requests.Session()
+    resp = admin.post(site.url + "/api/v1/session", json={"name": "admin", "password": PASSWORD},
+                      timeout=10)
+    csrf = {"X-CSRFToken": resp.json()["csrf_token"]}
+    for bad in ({"auth_backend": "ldap"}, {"auth_backend": "oidc", "password": "x" * 12}):
+        resp = admin.patch(f"{site.url}/api/v1/users/{gina}", json=bad, headers=csrf,
+                           timeout=10)
+        assert resp.status_code == 400 and resp.json()["detail"].startswith("auth_backend:")
+    resp = admin.patch(f"{site.url}/api/v1/users/{gina}", json={"auth_backend": "oidc"},
+                       headers=csrf, timeout=10)
+    assert resp.status_code == 200 and resp.json()["auth_backend"] == "oidc", resp.text
+    # the local password no longer works; the provider account now gets the same row
+    resp = requests.post(site.url + "/api/v1/session", timeout=10,
+                         json={"name": "gina", "password": PASSWORD})
+    assert resp.status_code == 401
+    linked = _login(site, "gina")
+    assert site.whoami(linked)["id"] == gina
+    row = site.user("gina")
+    assert (row.auth_backend, row.oidc_subject, row.password_hash) == ("oidc", "gina", "")
+    names = {m["name"] for m in linked.get(site.url + "/api/v1/machines", timeout=10).json()}
+    assert "gina-desk" in names and desk
+
+
+def test_a_renamed_provider_account_takes_no_other_row(site: Site) -> None:
+    _login(site, "alice")  # binds the row alice to the provider account alice
+    assert site.user("alice").oidc_subject == "alice"
+    site.provider.set_claims("henry", {"preferred_username": "alice", "groups": ["x"]})
+    site.provider.set_claims("alice", {"preferred_username": "alice2"})
+    try:
+        http = requests.Session()
+        resp = http.get(op.login(http, site.url, "henry"), allow_redirects=False, timeout=10)
+        assert resp.status_code == 409
+        assert "belongs to another Test IdP account" in _message(resp)
+        assert site.whoami(http) is None
+        http = requests.Session()
+        resp = http.get(op.login(http, site.url, "alice"), allow_redirects=False, timeout=10)
+        assert resp.status_code == 409
+        assert "already linked to the account alice" in _message(resp)
+        assert site.user("alice2") is None
+        row = site.user("alice")
+        assert row.oidc_subject == "alice" and row.directory_groups == ["students"]
+    finally:
+        site.provider.set_claims("henry", op.USERS["henry"]["claims"])
+        site.provider.set_claims("alice", op.USERS["alice"]["claims"])

@@ -2,13 +2,15 @@
 // Connect implementation) with a password form of its own, users with group claims and
 // one confidential client. Started on loopback by tests/oidc_provider.py:
 //   node provider.mjs CONFIG.json      (prints "ready <issuer>" once it listens)
-// CONFIG: {port, issuer, clients: [...], users: {sub: {password, claims}}}.
+// CONFIG: {port, host, issuer, tls: {cert, key} | null, clients: [...],
+//          users: {sub: {password, claims}}}.
 // POST /__test/claims (JSON {sub, claims}) changes a user's claims for the next logins.
 // POST /__test/mode (mode=none|tamper|expired) makes the token endpoint hand out an ID
 // token whose payload was altered after signing, or one re-signed with the provider's own
 // key but expired an hour ago: the relying party must refuse both.
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 
 import * as jose from 'jose';
 import Provider from 'oidc-provider';
@@ -131,7 +133,10 @@ async function interaction(req, res, uid) {
 }
 
 const callback = provider.callback();
-const server = http.createServer(async (req, res) => {
+const tls = config.tls
+  ? { cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) } : null;
+const serve = (handler) => (tls ? https.createServer(tls, handler) : http.createServer(handler));
+const server = serve(async (req, res) => {
   const url = new URL(req.url, config.issuer);
   try {
     const m = url.pathname.match(/^\/interaction\/([A-Za-z0-9_-]+)$/);
@@ -156,7 +161,7 @@ const server = http.createServer(async (req, res) => {
     res.end(`interaction failed: ${err.message}`);
   }
 });
-server.listen(config.port, '127.0.0.1', () => {
+server.listen(config.port, config.host || '127.0.0.1', () => {
   process.stdout.write(`ready ${config.issuer}\n`);
 });
 process.on('SIGTERM', () => server.close(() => process.exit(0)));

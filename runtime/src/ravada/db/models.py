@@ -60,6 +60,9 @@ class User(Base):
     totp_enabled_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
     # The last time step a code was accepted for: a code is never accepted twice.
     totp_last_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Single sign-on users: the provider account (its ``sub``) the row is bound to at the
+    # first login; None until then, and again after an admin (re)links the row.
+    oidc_subject: Mapped[str | None] = mapped_column(String(255), nullable=True, unique=True)
 
     machines: Mapped[list[Machine]] = relationship(back_populates="owner")
 

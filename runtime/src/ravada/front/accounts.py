@@ -152,7 +152,7 @@ def update_user(fs: FrontState, viewer: Viewer, user_id: int,
                 data: dict[str, Any]) -> dict[str, Any]:
     """Admin: change is_admin, is_disabled and/or the password of a user."""
     _admin(viewer)
-    unknown = set(data) - {"is_admin", "is_disabled", "password"}
+    unknown = set(data) - {"is_admin", "is_disabled", "password", "auth_backend"}
     if unknown:
         raise BadInput(f"unknown field(s): {', '.join(sorted(unknown))[:200]}")
     changes: dict[str, Any] = {}
@@ -161,6 +161,13 @@ def update_user(fs: FrontState, viewer: Viewer, user_id: int,
             changes[key] = validate.boolean(data[key], key)
     if "password" in data:
         changes["password_hash"] = hash_password(validate.password(data["password"]))
+    link = "auth_backend" in data
+    if link:  # link the row to single sign-on: its next provider login binds it
+        if data["auth_backend"] != "oidc" or "password" in data:
+            raise BadInput('auth_backend: only "oidc" (link the account to single sign-on), '
+                           "without a password")
+        if not fs.config.auth.oidc.issuer:
+            raise Conflict("auth_backend: single sign-on is not configured (auth.oidc)")
     if user_id == viewer.id and (changes.get("is_disabled") or changes.get("is_admin") is False):
         raise Conflict("you cannot disable yourself or drop your own admin flag")
     disabling = bool(changes.get("is_disabled"))
@@ -173,7 +180,9 @@ def update_user(fs: FrontState, viewer: Viewer, user_id: int,
             raise Conflict(f"{user.name}'s password is kept in the directory, not here")
         for key, value in changes.items():
             setattr(user, key, value)
-        if disabling or "password_hash" in changes:
+        if link:
+            user.auth_backend, user.password_hash, user.oidc_subject = "oidc", "", None
+        if disabling or "password_hash" in changes or link:
             s.flush()
             end_sessions(s, user.id)  # a reset or a disable ends every session
             s.refresh(user)

@@ -28,10 +28,12 @@ from flask import (
     url_for,
 )
 from joserfc.errors import JoseError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from ravada.auth import oidc as claims_map
 from ravada.auth.settings import OidcConfig
-from ravada.db import utcnow
+from ravada.db import User, utcnow
 from ravada.front import accounts, totp
 from ravada.front.dbutil import write_session
 from ravada.front.errors import (
@@ -209,8 +211,10 @@ def _finish(cfg: OidcConfig) -> Any:
         ident = claims_map.identity(cfg, _claims(cfg, token))
     except claims_map.ClaimsRefused as exc:
         raise Forbidden(f"Signed in at the provider, but {exc}.") from None
+    subject = str(token["userinfo"]["sub"])
     fs = front()
     with write_session(fs.db) as s:
+        _check_subject(s, cfg, ident.name, subject)
         user = fs.auth.record(s, ident)
         if user is None:
             raise Conflict(f"An account named {ident.name} already exists here and is not a "
@@ -218,6 +222,7 @@ def _finish(cfg: OidcConfig) -> Any:
                            f"can log in with {cfg.label}.", extra={"reason": "name_taken"})
         if user.is_disabled:
             raise Forbidden("This account is disabled.")
+        user.oidc_subject = subject
         user.last_login_at = utcnow()
         viewer = accounts.viewer_of(user)
     nxt = session.get(NEXT_KEY)
@@ -225,6 +230,25 @@ def _finish(cfg: OidcConfig) -> Any:
     # an enrolled second factor is asked here too (ravada.front.totp)
     return totp.after_first_factor(viewer, nxt if isinstance(nxt, str) else None,
                                    keep={ID_TOKEN_KEY: token["id_token"]})
+
+
+def _check_subject(s: Session, cfg: OidcConfig, name: str, subject: str) -> None:
+    """A row stays bound to the provider account (``sub``) of its first login.
+
+    User names can change or be reused at a provider; the subject cannot. So another
+    provider account never takes a row over, and one provider account never gets two.
+    """
+    if len(subject) > 255:
+        raise ProviderError("The provider's subject identifier is longer than 255 characters.")
+    bound = s.scalar(select(User).where(User.oidc_subject == subject))
+    if bound is not None and bound.name != name:
+        raise Conflict(f"This {cfg.label} account is already linked to the account "
+                       f"{bound.name} here (was its user name changed at the provider?); an "
+                       "administrator can link it again.", extra={"reason": "subject_linked"})
+    row = s.scalar(select(User).where(User.name == name))
+    if row is not None and row.oidc_subject not in (None, subject):
+        raise Conflict(f"The account {name} here belongs to another {cfg.label} account; an "
+                       "administrator can link it again.", extra={"reason": "name_taken"})
 
 
 def end_session_url() -> str | None:

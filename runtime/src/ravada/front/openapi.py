@@ -92,9 +92,11 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, Any]]] =
      {"admin": True, "status": "201", "body": {
          "type": "object", "required": ["name", "password"],
          "properties": {"name": _str, "password": _str, "is_admin": _bool}}}),
-    ("patch", "/users/{user_id}", "Set admin, disable, or reset the password (admin)", "users",
+    ("patch", "/users/{user_id}", "Set admin, disable, reset the password, or link the account "
+     "to single sign-on (auth_backend: oidc) (admin)", "users",
      _ref("User"), {"admin": True, "body": {"type": "object", "properties": {
-         "is_admin": _bool, "is_disabled": _bool, "password": _str}}}),
+         "is_admin": _bool, "is_disabled": _bool, "password": _str,
+         "auth_backend": {"type": "string", "enum": ["oidc"]}}}}),
     ("delete", "/users/{user_id}/totp", "Reset a user's second factor (admin; written to the "
      "requests log as totp_reset)", "users", _ref("User"), {"admin": True}),
     ("get", "/groups", "Groups with their members (admin)", "groups", _list("Group"),
