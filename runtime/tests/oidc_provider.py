@@ -44,7 +44,7 @@ USERS: dict[str, dict[str, Any]] = {
     "gina": {"password": "gina-pw", "claims": {"preferred_username": "gina"}},
     "henry": {"password": "henry-pw", "claims": {"preferred_username": "henry"}},
     "olga": {"password": "olga-pw", "claims": {"preferred_username": "olga",
-                                               "groups": ["vdi-students", "vdi-admins"]}},
+                                               "groups": ["vdi-students"]}},
 }
 
 
@@ -92,7 +92,7 @@ class Provider:
 
 def start(workdir: Path, front_urls: list[str], host: str = "127.0.0.1",
           port: int | None = None, tls: tuple[Path, Path] | None = None,
-          client_secret: str = CLIENT_SECRET) -> Provider:
+          client_secret: str = CLIENT_SECRET, kid: str = "") -> Provider:
     """The provider with the ``ravada`` client allowed back to each front URL.
 
     ``tls`` (certificate, key): https (the molecule e2e test); else plain http on loopback.
@@ -102,7 +102,7 @@ def start(workdir: Path, front_urls: list[str], host: str = "127.0.0.1",
     issuer = f"{'https' if tls else 'http'}://{host}:{port}"
     users = json.loads(json.dumps(USERS))
     conf = {
-        "port": port, "host": host, "issuer": issuer, "users": users,
+        "port": port, "host": host, "issuer": issuer, "users": users, "kid": kid,
         "tls": {"cert": str(tls[0]), "key": str(tls[1])} if tls else None,
         "clients": [{
             "client_id": CLIENT_ID, "client_secret": client_secret,

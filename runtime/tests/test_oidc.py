@@ -333,6 +333,30 @@ def test_provider_down_between_redirect_and_callback(tmp_path: Path,
         thread.join(5)
 
 
+def test_a_provider_with_new_keys_under_the_same_key_id(tmp_path: Path,
+                                                        sqlite_db: Database) -> None:
+    """The provider replaced its signing key but kept the key id: the front fetches the
+    JWKS again and the next login works (found by the molecule e2e: a restarted provider)."""
+    port = op.free_port()
+    url = f"http://127.0.0.1:{port}"
+    provider = op.start(tmp_path, [url], kid="fixed")
+    server = make_server("127.0.0.1", port, create_app(
+        front_config(tmp_path, sqlite_db.url, provider.issuer), sqlite_db), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        _login(Site(url, sqlite_db, provider, 0), "alice")
+        provider.stop()
+        provider = op.start(tmp_path, [url], port=int(provider.issuer.rsplit(":", 1)[1]),
+                            kid="fixed")
+        http = _login(Site(url, sqlite_db, provider, 0), "alice")
+        assert http.get(url + "/api/v1/session", timeout=10).json()["user"]["name"] == "alice"
+    finally:
+        provider.stop()
+        server.shutdown()
+        thread.join(5)
+
+
 def test_local_login_can_be_hidden(tmp_path: Path, sqlite_db: Database) -> None:
     app = create_app(front_config(tmp_path, sqlite_db.url, "https://id.example.org/realms/x",
                                   local_login=False), sqlite_db)

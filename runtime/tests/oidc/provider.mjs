@@ -20,7 +20,11 @@ const { users } = config;
 let mode = 'none';
 
 const { privateKey } = await jose.generateKeyPair('RS256', { extractable: true });
-const signingJwk = { ...(await jose.exportJWK(privateKey)), kid: 'test-rs256', alg: 'RS256', use: 'sig' };
+const publicJwk = await jose.exportJWK(privateKey);
+// a key id of its own per key (as real providers do), or a fixed one (config.kid: the
+// key-replaced-under-the-same-id case)
+const kid = config.kid || await jose.calculateJwkThumbprint(publicJwk);
+const signingJwk = { ...publicJwk, kid, alg: 'RS256', use: 'sig' };
 
 const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 const page = (title, body) => `<!DOCTYPE html><html><head><meta charset="utf-8">
@@ -32,7 +36,8 @@ const provider = new Provider(config.issuer, {
   cookies: { keys: ['ravada-test-provider-cookie-key'] },
   claims: {
     openid: ['sub'],
-    profile: ['preferred_username', 'name'],
+    // like a Keycloak group mapper on the client's dedicated scope: groups come with profile
+    profile: ['preferred_username', 'name', 'groups'],
     email: ['email'],
     groups: ['groups'],
   },

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 import requests
 from authlib.integrations.base_client.errors import MismatchingStateError, OAuthError
-from authlib.integrations.flask_client import OAuth
+from authlib.integrations.flask_client import FlaskOAuth2App, OAuth
 from flask import (
     Blueprint,
     Flask,
@@ -27,7 +27,7 @@ from flask import (
     session,
     url_for,
 )
-from joserfc.errors import JoseError
+from joserfc.errors import BadSignatureError, JoseError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -59,9 +59,29 @@ class ProviderError(FrontError):
     status, code = 502, "provider_error"
 
 
+class _Client(FlaskOAuth2App):
+    """Authlib's client, and one more JWKS fetch when a signature does not verify.
+
+    The JWKS is kept per process and fetched again only for an unknown key id; a provider
+    whose keys were replaced under the same id would otherwise be refused until restart.
+    A forged token costs one extra JWKS fetch and is still refused.
+    """
+
+    def parse_id_token(self, token: Any, nonce: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().parse_id_token(token, nonce, *args, **kwargs)
+        except BadSignatureError:
+            self.fetch_jwk_set(force=True)
+            return super().parse_id_token(token, nonce, *args, **kwargs)
+
+
+class _OAuth(OAuth):
+    oauth2_client_cls = _Client
+
+
 def init_app(app: Flask, cfg: OidcConfig) -> None:
     """Register the provider with Authlib (nothing is fetched until the first login)."""
-    oauth = OAuth(app)
+    oauth = _OAuth(app)
     kwargs: dict[str, Any] = {
         "scope": " ".join(cfg.scopes),
         "code_challenge_method": "S256",
