@@ -1,7 +1,7 @@
 """oidc: the OpenID provider's subject a single sign-on user row is bound to
 
 Revision ID: 0003_oidc
-Revises: 0003_totp
+Revises: 0003_isolib
 Create Date: 2026-12-01 01:40:00
 
 The first single sign-on login binds the row to the provider account's ``sub``; a later
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003_oidc"
-down_revision = "0003_totp"
+down_revision = "0003_isolib"
 branch_labels = None
 depends_on = None
 
