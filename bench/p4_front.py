@@ -306,7 +306,7 @@ def profile_run(front: Front, plan: Path, tmp: Path, args: argparse.Namespace,
             mdb.slow_log(False)
     print(line(f"{kind} profiled", r), flush=True)
     if mdb and log and log.exists():
-        (results.RESULTS_DIR / f"p4_slowlog_{kind}.txt").write_text(
+        (results.RESULTS_DIR / f"p4_profile_slowlog_{kind}.txt").write_text(
             f"MariaDB slow log (every statement) of the profiled run at {args.rate} req/s\n\n"
             + summarise_slow_log(log, offset), encoding="utf-8")
     _, err = spy.communicate(timeout=args.duration + 30)
