@@ -58,7 +58,7 @@ lint: venv
 	cd runtime && ruff check .
 	cd $(CURDIR) && ruff check bench
 	# bench/README.md, README.md, docs/: every quoted figure is a current result's
-	$(BIN)/python bench/report.py --check
+	$(BIN)/python bench/report.py --check --strict
 
 $(OIDC_DIR)/node_modules/.package-lock.json: $(OIDC_DIR)/package.json $(OIDC_DIR)/package-lock.json
 	cd $(OIDC_DIR) && npm ci --prefer-offline --no-audit --no-fund
