@@ -96,11 +96,33 @@ def running_limit(global_limit: int, group_limits: Iterable[int] = ()) -> int:
     return global_limit
 
 
-def over_limit(running: int, limit: int) -> str | None:
-    """Why one more running machine is refused (None when it is allowed)."""
+GLOBAL_LIMIT = "max_running_per_user"
+
+
+def user_limit(global_limit: int, group_limits: Mapping[str, int]) -> tuple[int, str]:
+    """(limit, what sets it) for a user in groups ``name -> max_running`` (only the groups
+    that set one): the group with the most generous limit (by name on a tie), else the
+    global ``max_running_per_user``. 0 means no limit."""
+    limit = running_limit(global_limit, group_limits.values())
+    if not group_limits:
+        return limit, GLOBAL_LIMIT
+    name = min(n for n, v in group_limits.items() if v == limit)
+    return limit, f"max_running of group {name}"
+
+
+def check_limit(value: Any, name: str = "max_running") -> int | None:
+    """A group's ``max_running``: None (or "") for no limit of its own, else 0..1000."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return _int(value, name, 0, RUNNING_LIMIT_MAX)
+
+
+def over_limit(running: int, limit: int, source: str = GLOBAL_LIMIT) -> str | None:
+    """Why one more running machine is refused (None when it is allowed); ``source`` names
+    the setting the limit comes from."""
     if limit > 0 and running >= limit:
         return (f"you already have {running} machine(s) running and the limit is {limit} "
-                "(max_running_per_user): shut one down first")
+                f"({source}): shut one down first")
     return None
 
 

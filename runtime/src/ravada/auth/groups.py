@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, delete, or_, select, true
 from sqlalchemy.orm import Session
 
+from ravada import policy as rpolicy
 from ravada.db import BaseAccess, Group, GroupMember, Machine, User
 
 LOCAL, DIRECTORY = "local", "ldap"
@@ -41,6 +42,7 @@ def check_name(name: Any) -> str:
 
 def group_json(g: Group, members: list[str] | None = None) -> dict[str, Any]:
     return {"id": g.id, "name": g.name, "source": g.source, "description": g.description,
+            "max_running": g.max_running,
             "members": members if members is not None else []}
 
 
@@ -55,14 +57,34 @@ def get_group(s: Session, ref: int | str) -> Group:
     return g
 
 
-def create_group(s: Session, name: Any, description: Any = "") -> Group:
+def check_max_running(value: Any) -> int | None:
+    """A group's running-machines limit: None for none of its own, else 0 (no limit)..1000."""
+    try:
+        return rpolicy.check_limit(value)
+    except rpolicy.PolicyError as exc:
+        raise GroupError("invalid", f"{exc} (empty or null: the group sets no limit; "
+                         "0: its members have no limit)") from None
+
+
+def create_group(s: Session, name: Any, description: Any = "",
+                 max_running: Any = None) -> Group:
     name = check_name(name)
+    limit = check_max_running(max_running)
     if not isinstance(description, str) or len(description) > 255:
         raise GroupError("invalid", "description: a string of at most 255 characters")
     if s.scalar(select(Group.id).where(Group.source == LOCAL, Group.name == name)) is not None:
         raise GroupError("conflict", f"a group named {name} already exists")
-    g = Group(name=name, source=LOCAL, description=description)
+    g = Group(name=name, source=LOCAL, description=description, max_running=limit)
     s.add(g)
+    s.flush()
+    return g
+
+
+def set_max_running(s: Session, ref: int | str, value: Any) -> Group:
+    """Set (or clear, with None) a group's running-machines limit; directory groups too
+    (their members come from the directory, their limit from here)."""
+    g = get_group(s, ref)
+    g.max_running = check_max_running(value)
     s.flush()
     return g
 

@@ -1,7 +1,9 @@
 """Per-user limit of running machines, checked by the backend before it starts anything.
 
-The global limit is the ``max_running_per_user`` setting (0: none). A check and the start
-that follows hold the user's lock, so two clicks of one user cannot both pass the check.
+The global limit is the ``max_running_per_user`` setting (0: none); a group with
+``max_running`` set gives its members that limit instead (the most generous of their groups',
+see :func:`ravada.policy.user_limit`). A check and the start that follows hold the user's
+lock, so two clicks of one user cannot both pass the check.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from sqlalchemy import func, select
 from ravada import policy as rpolicy
 from ravada.back.context import Context
 from ravada.back.errors import RequestError
-from ravada.db import Machine, Setting
+from ravada.db import Group, GroupMember, Machine, Setting
 
 SETTING = "max_running_per_user"
 RUNNING = ("running", "paused")
@@ -41,6 +43,16 @@ def global_limit(ctx: Context) -> int:
     return value
 
 
+def group_limits(ctx: Context, user_id: int) -> dict[str, int]:
+    """``group name -> max_running`` of the user's groups that set a limit."""
+    with ctx.db.sessionmaker() as s:
+        rows = s.execute(select(Group.name, Group.max_running)
+                         .join(GroupMember, GroupMember.group_id == Group.id)
+                         .where(GroupMember.user_id == user_id,
+                                Group.max_running.is_not(None))).all()
+    return {name: value for name, value in rows}
+
+
 def running(ctx: Context, user_id: int, exclude: int | None = None) -> int:
     q = select(func.count()).select_from(Machine).where(
         Machine.owner_id == user_id, Machine.state.in_(RUNNING), Machine.is_base.is_(False))
@@ -52,9 +64,9 @@ def running(ctx: Context, user_id: int, exclude: int | None = None) -> int:
 
 def check(ctx: Context, user_id: int, exclude: int | None = None) -> None:
     """Refuse (RequestError naming the limit) one more running machine for ``user_id``."""
-    limit = rpolicy.running_limit(global_limit(ctx))
-    if limit <= 0:  # no limit: no need to count (one query less on every click)
+    limit, source = rpolicy.user_limit(global_limit(ctx), group_limits(ctx, user_id))
+    if limit <= 0:  # no limit: no need to count
         return
-    why = rpolicy.over_limit(running(ctx, user_id, exclude), limit)
+    why = rpolicy.over_limit(running(ctx, user_id, exclude), limit, source)
     if why:
         raise RequestError(why)

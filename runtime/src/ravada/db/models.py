@@ -78,6 +78,9 @@ class Group(Base):
     source: Mapped[str] = mapped_column(String(16), default="local")
     description: Mapped[str] = mapped_column(String(255), default="")
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    # Machines each member may have running at once: None sets no limit (the global
+    # max_running_per_user applies), 0 means no limit; a user gets their most generous group's.
+    max_running: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class GroupMember(Base):

@@ -45,6 +45,12 @@ def group_post(group_id: int) -> Any:
         if op == "delete":
             service.delete_group(front(), web.current(), group_id)
             flash("Group deleted.", "ok")
+        elif op == "limit":
+            g = service.update_group(front(), web.current(), group_id,
+                                     {"max_running": request.form.get("max_running", "")})
+            limit = g["max_running"]
+            flash(f"Running limit of {g['name']}: "
+                  f"{'none of its own' if limit is None else limit or 'no limit'}.", "ok")
         elif op in ("add", "remove"):
             service.set_member(front(), web.current(), group_id, user, op == "add")
             flash(f"{user} {'added' if op == 'add' else 'removed'}.", "ok")

@@ -345,6 +345,11 @@ def groups_create() -> Any:
     return jsonify(group_pages.create_group(front(), web.current(), _body())), 201
 
 
+@bp.patch("/groups/<id:group_id>")
+def groups_update(group_id: int) -> Any:
+    return jsonify(group_pages.update_group(front(), web.current(), group_id, _body()))
+
+
 @bp.delete("/groups/<id:group_id>")
 def groups_delete(group_id: int) -> Any:
     group_pages.delete_group(front(), web.current(), group_id)

@@ -46,7 +46,20 @@ def list_groups(fs: FrontState, viewer: Viewer) -> list[dict[str, Any]]:
 def create_group(fs: FrontState, viewer: Viewer, data: dict[str, Any]) -> dict[str, Any]:
     with _admin_write(fs, viewer) as s:
         return store.group_json(store.create_group(s, data.get("name"),
-                                                   data.get("description", "")))
+                                                   data.get("description", ""),
+                                                   data.get("max_running")))
+
+
+def update_group(fs: FrontState, viewer: Viewer, group_id: int,
+                 data: dict[str, Any]) -> dict[str, Any]:
+    """Change a group's ``max_running`` (null: no limit of its own); other keys refused."""
+    unknown = sorted(set(data) - {"max_running"})
+    if unknown or not data:
+        raise BadInput(f"unknown group field(s): {', '.join(unknown)[:200] or '(none given)'} "
+                       "(known: max_running)")
+    with _admin_write(fs, viewer) as s:
+        g = store.set_max_running(s, group_id, data["max_running"])
+        return next(x for x in store.list_groups(s) if x["id"] == g.id)
 
 
 def delete_group(fs: FrontState, viewer: Viewer, group_id: int) -> None:

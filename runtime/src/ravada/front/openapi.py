@@ -104,7 +104,14 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, Any]]] =
     ("post", "/groups", "Create a local group (admin)", "groups", _ref("Group"),
      {"admin": True, "status": "201", "body": {
          "type": "object", "required": ["name"],
-         "properties": {"name": _str, "description": _str}}}),
+         "properties": {"name": _str, "description": _str,
+                        "max_running": {**_int, "nullable": True}}}}),
+    ("patch", "/groups/{group_id}", "Set a group's running-machines limit (admin): its "
+     "members may run max_running machines each (the most generous of their groups'; 0: no "
+     "limit; null: the group sets none and max_running_per_user applies)", "groups",
+     _ref("Group"), {"admin": True, "body": {
+         "type": "object", "required": ["max_running"],
+         "properties": {"max_running": {**_int, "nullable": True}}}}),
     ("delete", "/groups/{group_id}", "Delete a group (admin)", "groups", None,
      {"admin": True, "status": "204"}),
     ("put", "/groups/{group_id}/members/{user_id}", "Put a user in a local group (admin)",
@@ -222,9 +229,10 @@ SCHEMAS: dict[str, Any] = {
                     auth_backend=_str, created_at=_time, last_login_at=_time_or_null,
                     directory_groups=_null({"type": "array", "items": _str}),
                     groups_read_at=_time_or_null, totp_enabled=_bool),
-    "Group": _object(["id", "name", "source", "description", "members"], id=_int, name=_str,
+    "Group": _object(["id", "name", "source", "description", "max_running", "members"],
+                     id=_int, name=_str,
                      source={"type": "string", "enum": ["local", "ldap"]}, description=_str,
-                     members={"type": "array", "items": _str}),
+                     max_running=_null(_int), members={"type": "array", "items": _str}),
     "AccessList": _object(["groups"], groups={"type": "array", "items": _object(
         ["id", "name", "source"], id=_int, name=_str, source=_str)}),
     "Settings": {"type": "object", "properties": {
