@@ -94,12 +94,13 @@ def clone(ctx: Context, job: Job) -> Result:
         if (start or client_ip) and (existing is None
                                      or existing.state not in limits.RUNNING):
             limits.check(ctx, user.id, exclude=existing.id if existing else None)
+        taken: Machine | None = None
         if existing is not None:
             machine_id = existing.id
         else:
-            taken = pool.take(ctx, base.id, user.id) if base.pool_size else None
+            taken = pool.take(ctx, base, user.id) if base.pool_size else None
             if taken is not None:
-                machine_id = taken
+                machine_id = taken.id
             else:
                 with ctx.db.sessionmaker() as s:
                     name = clone_name(s, base.name, user.name)
@@ -119,11 +120,14 @@ def clone(ctx: Context, job: Job) -> Result:
             if password is None:
                 record(ctx, machine_id, fresh)
             # else: open_access below writes the state with the display's rows
+        elif taken is not None and taken.state == "running":
+            pass  # a running pool clone: its row is in hand, nothing to start
         elif start or client_ip:
             with ctx.db.sessionmaker() as s:
                 machine = get_machine(s, machine_id)
             if machine.state not in ("running",):
                 start_machine(ctx, machine, None)
+                taken = None  # its row is stale now
         result: Result = {"machine_id": machine_id}
         if client_ip:  # still under the lock: joined clicks open the display one at a time
             try:
@@ -133,7 +137,8 @@ def clone(ctx: Context, job: Job) -> Result:
                     result["display"] = open_access(ctx, made, fresh.display(), client_ip,
                                                      *password, user.id, fresh=True)
                 else:
-                    result["display"] = open_display_for(ctx, machine_id, client_ip, user.id)
+                    result["display"] = open_display_for(ctx, taken or machine_id, client_ip,
+                                                         user.id)
             except (RequestError, VirtError, FirewallError) as exc:
                 with ctx.db.sessionmaker() as s:
                     name = get_machine(s, machine_id).name

@@ -198,6 +198,7 @@ class Daemon:
         job = replace(job, deadline=time.monotonic() + limit)
         log.info("request %d: %s %s", job.id, job.command,
                  f"machine {job.machine_id}" if job.machine_id else "")
+        self.pool_keeper.saw_request(job.id)
         run = _Running(job, job.deadline, limit)
         self._by_id[job.id] = run
         self._running[self._pool.submit(self._execute, job)] = run
@@ -246,6 +247,7 @@ class Daemon:
         deadlines = [r.deadline for r in self._running.values() if not r.timed_out]
         if deadlines:
             wait = min(wait, max(0.0, min(deadlines) - now))
+        wait = self.pool_keeper.next_wait(wait)
         try:
             wait = self.timers.next_wait(wait)
         except Exception:

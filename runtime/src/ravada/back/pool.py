@@ -4,13 +4,17 @@ An unassigned pool clone has ``is_pool`` set and no owner; it is named ``<base>-
 :func:`take` gives one (a running one first) to a user atomically. The daemon calls
 :meth:`PoolKeeper.tick` when it wakes: it queues ``clone`` (pool) and ``start`` requests for
 what the bases' policies miss, only while no user request waits in the queue and never on
-every worker, so user clicks always go first.
+every worker, so user clicks always go first. Refills also wait until requests stopped
+arriving for :data:`REFILL_QUIET` seconds: a class clicking Start at once gets its pool
+clones with the cores to itself (a refill boots a guest, which costs the clicks around it
+far more than the refill waiting a few seconds costs anyone).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -28,14 +32,18 @@ from ravada.db import Machine, Request, utcnow
 
 log = logging.getLogger(__name__)
 
+REFILL_QUIET = 3.0
 
-def take(ctx: Context, base_id: int, user_id: int) -> int | None:
-    """Assign a free pool clone of ``base_id`` to ``user_id`` (running ones first)."""
-    with ctx.db.session() as s:
+
+def take(ctx: Context, base: Machine, user_id: int) -> Machine | None:
+    """Assign a free pool clone of ``base`` to ``user_id`` (running ones first); returns its
+    row as written (detached: the caller needs no second read)."""
+    with ctx.db.sessionmaker() as s:  # a read: no transaction to commit
         ids = s.scalars(select(Machine.id).where(
-            Machine.base_id == base_id, Machine.is_pool.is_(True), Machine.owner_id.is_(None),
+            Machine.base_id == base.id, Machine.is_pool.is_(True), Machine.owner_id.is_(None),
             Machine.state.in_(("running", "shutdown")))
             .order_by(case((Machine.state == "running", 0), else_=1), Machine.id)).all()
+    pol = timers.policy_of(base)
     for machine_id in ids:
         try:
             with ctx.db.session() as s:
@@ -47,11 +55,13 @@ def take(ctx: Context, base_id: int, user_id: int) -> int | None:
                 m = s.get(Machine, machine_id)
                 assert m is not None
                 if m.state in timers.RUNNING:
-                    timers.arm(s, m, utcnow())
+                    timers.arm(s, m, utcnow(), pol)
+                s.flush()
+                s.expunge(m)
         except IntegrityError:
             return None  # the user got a clone of this base meanwhile
-        log.info("pool clone %d of base %d handed to user %d", machine_id, base_id, user_id)
-        return machine_id
+        log.info("pool clone %d of base %d handed to user %d", machine_id, base.id, user_id)
+        return m
     return None
 
 
@@ -92,11 +102,24 @@ def clean_half_made(ctx: Context) -> int:
 class PoolKeeper:
     """Tops up every pooled base from the daemon loop; state is in the database."""
 
-    def __init__(self, ctx: Context, workers: int) -> None:
+    def __init__(self, ctx: Context, workers: int, quiet: float = REFILL_QUIET) -> None:
         self.ctx = ctx
         self.budget = max(1, workers - 1)  # one worker stays free for user clicks
         self.inflight: dict[int, tuple[int, str]] = {}  # request id -> (base id, kind)
         self.last_tick: datetime | None = None
+        self.quiet = quiet
+        self._quiet_until = 0.0  # monotonic: no refill before this
+
+    def saw_request(self, req_id: int) -> None:
+        """The daemon dispatched a request: one not of ours (a click, an admin's, a
+        deadline's) holds the refills back for ``quiet`` seconds more."""
+        if req_id not in self.inflight:
+            self._quiet_until = time.monotonic() + self.quiet
+
+    def next_wait(self, cap: float) -> float:
+        """Seconds until refills may run again (the daemon sleeps at most this long)."""
+        left = self._quiet_until - time.monotonic()
+        return min(cap, left) if left > 0 else cap
 
     def _forget_finished(self, s: Session) -> None:
         if not self.inflight:
@@ -110,6 +133,8 @@ class PoolKeeper:
     def tick(self) -> list[int]:
         """Queue the next refill steps; returns the ids of the requests submitted."""
         submitted: list[int] = []
+        if time.monotonic() < self._quiet_until:
+            return []  # requests are arriving: refill once they stop
         with self.ctx.db.session() as s:
             self._forget_finished(s)
             room = self.budget - len(self.inflight)

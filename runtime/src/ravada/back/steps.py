@@ -20,7 +20,7 @@ from ravada.back.context import Context, Job
 from ravada.back.errors import RequestError
 from ravada.back.machines import discard, forget_access, get_machine
 from ravada.db import Machine, Request, User
-from ravada.virt import Guest, GuestNotFound, VolumeExists, render_domain
+from ravada.virt import Guest, GuestNotFound, NotRunning, VolumeExists, render_domain
 
 Result = dict[str, Any]
 
@@ -163,20 +163,27 @@ def open_access(ctx: Context, machine: Machine, disp: dict[str, Any], client_ip:
     return rdisplay.connection_info(machine.name, disp, ctx.public_host, password, expires)
 
 
-def open_display_for(ctx: Context, machine_id: int, client_ip: str, user_id: int | None = None,
-                     console: bool = False) -> Result:
+def open_display_for(ctx: Context, machine: Machine | int, client_ip: str,
+                     user_id: int | None = None, console: bool = False) -> Result:
     """Fresh one-time password, the firewall opened to ``client_ip``, display info.
 
+    ``machine``: its row when the caller has it (a pool hand-out), else its id.
     ``console``: for the browser console, which reaches VNC through rvd_console on
     loopback: only the password changes, no port is opened to the viewer.
+    libvirt sees one lookup, one read of the live XML and the password updates: the
+    state check is the live XML's (a machine that is not running has no domain id).
     """
-    with ctx.db.sessionmaker() as s:
-        machine = get_machine(s, machine_id)
+    if not isinstance(machine, Machine):
+        with ctx.db.sessionmaker() as s:
+            machine = get_machine(s, machine)
     guest = guest_of(ctx, machine)
-    need_running(guest, "open the display of")
     password = rdisplay.new_password()
     expires = rdisplay.valid_until(ctx.config.display.password_lifetime)
-    disp = guest.set_display_password(password, expires)  # ports from the same live XML
+    try:
+        disp = guest.set_display_password(password, expires)  # ports from the same live XML
+    except NotRunning:
+        raise RequestError(f"cannot open the display of {machine.name!r}: it is "
+                           f"{guest.state()}, not running") from None
     return open_access(ctx, machine, disp, client_ip, password, expires, user_id, console)
 
 

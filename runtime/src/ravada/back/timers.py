@@ -39,9 +39,12 @@ def policy_of(base: Machine | None) -> rpolicy.Policy:
         shutdown_grace=base.shutdown_grace or 300)
 
 
-def arm(s: Session, machine: Machine, now: datetime) -> None:
-    """Deadlines of a user's clone that starts (or is handed out) at ``now``."""
-    pol = policy_of(machine.base)
+def arm(s: Session, machine: Machine, now: datetime,
+        pol: rpolicy.Policy | None = None) -> None:
+    """Deadlines of a user's clone that starts (or is handed out) at ``now``; ``pol``: its
+    base's policy when the caller has read the base already."""
+    if pol is None:
+        pol = policy_of(machine.base)
     machine.started_at = now
     machine.run_until = rpolicy.run_deadline(pol, now)
     machine.idle_until = None if machine.clients > 0 else rpolicy.idle_deadline(pol, now)

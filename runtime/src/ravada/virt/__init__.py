@@ -18,11 +18,11 @@ States reported by :meth:`Guest.state`, :meth:`Host.list_guests` and ``on_state`
 ``running``, ``shutdown``, ``paused``, ``hibernated`` (shut off with a managed save).
 """
 
-from ravada.virt.errors import GuestNotFound, VirtError, VolumeExists
+from ravada.virt.errors import GuestNotFound, NotRunning, VirtError, VolumeExists
 from ravada.virt.guest import Guest
 from ravada.virt.host import Host
 from ravada.virt.storage import Storage
 from ravada.virt.xml import render_domain
 
-__all__ = ["Guest", "GuestNotFound", "Host", "Storage", "VirtError", "VolumeExists",
-           "render_domain"]
+__all__ = ["Guest", "GuestNotFound", "Host", "NotRunning", "Storage", "VirtError",
+           "VolumeExists", "render_domain"]

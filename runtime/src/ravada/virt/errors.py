@@ -17,6 +17,10 @@ class VolumeExists(VirtError):
     """A new machine's volume name is taken (a volume Ravada must not touch)."""
 
 
+class NotRunning(VirtError):
+    """The domain is not running and the operation needs it to."""
+
+
 def clean_message(err: libvirt.libvirtError) -> str:
     """libvirt's message without the noise: its first line (XML errors add the bad text and a
     caret line), whitespace squeezed, no trailing dot."""

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, TypeVar
 import libvirt
 
 from ravada.virt import agent
-from ravada.virt.errors import GuestNotFound, VirtError
+from ravada.virt.errors import GuestNotFound, NotRunning, VirtError
 
 if TYPE_CHECKING:
     from ravada.virt.host import Host
@@ -292,7 +292,8 @@ class Guest:
 
     def set_display_password(self, password: str, valid_to: datetime) -> dict:
         """Set ``password`` on SPICE and VNC of the running domain, valid until ``valid_to``;
-        return :meth:`display` as read from the same live XML.
+        return :meth:`display` as read from the same live XML (:class:`NotRunning` when the
+        domain is not running: callers need no state check before).
 
         A naive ``valid_to`` is taken as UTC. Each graphics element is sent back as the live
         XML has it (type, ports, listen) with ``passwd`` and ``passwdValidTo`` changed: one
@@ -308,7 +309,7 @@ class Guest:
         until = valid_to.strftime("%Y-%m-%dT%H:%M:%S")
         root = self._live_xml()
         if root.get("id") is None:
-            raise VirtError(f"set display password of {self.name}: machine is not running")
+            raise NotRunning(f"set display password of {self.name}: machine is not running")
         info = _display_of(root)
         devices = []
         for gfx in root.iterfind("devices/graphics"):
