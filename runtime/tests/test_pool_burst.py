@@ -12,7 +12,7 @@ from test_back import Running, wait_until
 from test_classroom import _base, _clones, _user, back  # noqa: F401
 
 from ravada import queue
-from ravada.back.pool import REFILL_QUIET
+from ravada.back.pool import REFILL_QUIET, PoolKeeper
 from ravada.db import Request, utcnow
 
 
@@ -43,3 +43,22 @@ def test_refills_wait_until_the_clicks_stop(back: Running) -> None:
     first = min(r.created_at for r in refills)
     # before: the keeper refilled between two clicks (right after the first hand-out)
     assert first >= last_click + timedelta(seconds=REFILL_QUIET * 0.9), (first, last_click)
+
+
+def test_refills_held_back_at_most_hold_max() -> None:
+    keeper = PoolKeeper(None, workers=4, quiet=0.4, hold_max=1.0)  # type: ignore[arg-type]
+    assert keeper.budget_now() == 3  # nothing arrived: all workers but one
+    t0 = time.monotonic()
+    budgets = []
+    while time.monotonic() - t0 < 1.6:  # a steady stream: a request every 0.1 s
+        keeper.saw_request(1000)
+        budgets.append((time.monotonic() - t0, keeper.budget_now()))
+        if budgets[-1][1] == 0:  # the daemon wakes when the hold or the quiet ends
+            assert 0 < keeper.next_wait(5.0) <= 1.0
+        time.sleep(0.1)
+    assert all(b == 0 for t, b in budgets if t < 0.9)  # held back ...
+    assert all(b == 1 for t, b in budgets if t > 1.1)  # ... then one worker at a time
+    keeper.inflight[7] = (1, "clone")
+    keeper.saw_request(7)  # the keeper's own request does not hold refills back
+    time.sleep(0.5)
+    assert keeper.budget_now() == 3 and keeper.next_wait(5.0) == 5.0

@@ -7,7 +7,9 @@ what the bases' policies miss, only while no user request waits in the queue and
 every worker, so user clicks always go first. Refills also wait until requests stopped
 arriving for :data:`REFILL_QUIET` seconds: a class clicking Start at once gets its pool
 clones with the cores to itself (a refill boots a guest, which costs the clicks around it
-far more than the refill waiting a few seconds costs anyone).
+far more than the refill waiting a few seconds costs anyone). On a site where requests never
+stop for that long, refills held back for :data:`REFILL_HOLD_MAX` seconds go ahead on one
+worker at a time.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from ravada.db import Machine, Request, utcnow
 
 log = logging.getLogger(__name__)
 
-REFILL_QUIET = 3.0
+REFILL_QUIET = 3.0  # seconds without a new request before the keeper refills
+REFILL_HOLD_MAX = 20.0  # seconds of a steady stream after which refills run on one worker
 
 
 def take(ctx: Context, base: Machine, user_id: int) -> Machine | None:
@@ -102,13 +105,15 @@ def clean_half_made(ctx: Context) -> int:
 class PoolKeeper:
     """Tops up every pooled base from the daemon loop; state is in the database."""
 
-    def __init__(self, ctx: Context, workers: int, quiet: float = REFILL_QUIET) -> None:
+    def __init__(self, ctx: Context, workers: int, quiet: float = REFILL_QUIET,
+                 hold_max: float = REFILL_HOLD_MAX) -> None:
         self.ctx = ctx
         self.budget = max(1, workers - 1)  # one worker stays free for user clicks
         self.inflight: dict[int, tuple[int, str]] = {}  # request id -> (base id, kind)
         self.last_tick: datetime | None = None
-        self.quiet = quiet
+        self.quiet, self.hold_max = quiet, hold_max
         self._quiet_until = 0.0  # monotonic: no refill before this
+        self._held_since: float | None = None  # monotonic: refills held back since
 
     def saw_request(self, req_id: int) -> None:
         """The daemon dispatched a request: one not of ours (a click, an admin's, a
@@ -118,8 +123,22 @@ class PoolKeeper:
 
     def next_wait(self, cap: float) -> float:
         """Seconds until refills may run again (the daemon sleeps at most this long)."""
-        left = self._quiet_until - time.monotonic()
+        until = self._quiet_until
+        if self._held_since is not None:
+            until = min(until, self._held_since + self.hold_max)
+        left = until - time.monotonic()
         return min(cap, left) if left > 0 else cap
+
+    def budget_now(self) -> int:
+        """Workers refills may use now: none while requests arrive (for ``hold_max`` at
+        most, then one), all but one once they stopped for ``quiet`` seconds."""
+        now = time.monotonic()
+        if now >= self._quiet_until:
+            self._held_since = None
+            return self.budget
+        if self._held_since is None:
+            self._held_since = now
+        return 1 if now - self._held_since >= self.hold_max else 0
 
     def _forget_finished(self, s: Session) -> None:
         if not self.inflight:
@@ -133,11 +152,12 @@ class PoolKeeper:
     def tick(self) -> list[int]:
         """Queue the next refill steps; returns the ids of the requests submitted."""
         submitted: list[int] = []
-        if time.monotonic() < self._quiet_until:
+        budget = self.budget_now()
+        if budget <= 0:
             return []  # requests are arriving: refill once they stop
         with self.ctx.db.session() as s:
             self._forget_finished(s)
-            room = self.budget - len(self.inflight)
+            room = budget - len(self.inflight)
             if room <= 0:
                 return []
             # pooled bases, and bases whose pool was shrunk to 0 but still has clones
