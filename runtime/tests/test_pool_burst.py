@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 from test_back import Running, wait_until
 from test_classroom import _base, _clones, _user, back  # noqa: F401
@@ -14,6 +15,7 @@ from test_classroom import _base, _clones, _user, back  # noqa: F401
 from ravada import queue
 from ravada.back.pool import REFILL_QUIET, PoolKeeper
 from ravada.db import Request, utcnow
+from ravada.virt import Guest
 
 
 def test_refills_wait_until_the_clicks_stop(back: Running) -> None:
@@ -62,3 +64,24 @@ def test_refills_held_back_at_most_hold_max() -> None:
     keeper.saw_request(7)  # the keeper's own request does not hold refills back
     time.sleep(0.5)
     assert keeper.budget_now() == 3 and keeper.next_wait(5.0) == 5.0
+
+
+def test_a_pool_clone_booting_is_not_started_twice(back: Running,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refill defines the clone, then boots it (slow on a loaded host): meanwhile the
+    keeper must not count it as a stopped clone to start (it queued a second ``start``,
+    which failed with "already running" or held a worker on libvirt's state lock)."""
+    real_start = Guest.start
+
+    def slow_start(self: Guest) -> None:  # a boot as slow as on a loaded KVM host
+        time.sleep(0.6)
+        real_start(self)
+
+    monkeypatch.setattr(Guest, "start", slow_start)
+    base = _base(back, pool_size=5, pool_started=5)
+    wait_until(lambda: sum(c.state == "running" for c in _clones(back, base)) == 5, 30)
+    with back.db.sessionmaker() as s:
+        reqs = s.execute(select(Request.command, Request.status, Request.error)
+                         .where(Request.machine_id != base,
+                                Request.command.not_in(("create", "prepare_base")))).all()
+    assert reqs == [], reqs  # before: start requests of clones their clone was booting

@@ -12,7 +12,7 @@ from ravada.back import desktops, limits, pool
 from ravada.back.args import bool_arg, client_ip_arg
 from ravada.back.context import Context, Job
 from ravada.back.errors import RequestError
-from ravada.back.machines import clone_name, get_machine
+from ravada.back.machines import clone_name, discard, get_machine
 from ravada.back.steps import (
     Result,
     define_new,
@@ -30,7 +30,7 @@ from ravada.virt import Guest, VirtError
 
 
 def _make_clone(ctx: Context, job: Job, base: Machine, name: str,
-                password: tuple[str, datetime] | None = None,
+                password: tuple[str, datetime] | None = None, defined: str = "shutdown",
                 **fields: Any) -> tuple[int, Guest]:
     """A new overlay clone of ``base`` (row, volume, domain; all removed on failure).
 
@@ -47,16 +47,26 @@ def _make_clone(ctx: Context, job: Job, base: Machine, name: str,
                               volatile=bool(base.volatile), **fields)
     guest = define_new(ctx, name, machine_id,
                         lambda: [ctx.storage.create_overlay(name, base_disks[0], fresh=True)],
-                        base.memory_mb, base.vcpus, None, password=password)
+                        base.memory_mb, base.vcpus, None, password=password, state=defined)
     return machine_id, guest
 
 
 def _pool_clone(ctx: Context, job: Job, base: Machine) -> Result:
-    """The pool keeper's refill: one unassigned clone, started when asked."""
+    """The pool keeper's refill: one unassigned clone, started when asked.
+
+    One that boots stays ``creating`` until it runs (a boot takes seconds on a loaded host:
+    the keeper counts it as being made, never as a stopped clone to start); a boot that
+    fails removes it, the keeper makes another."""
+    start = bool_arg(job.args, "start")
     with pool.new_name(ctx, base.name) as name:
-        machine_id, guest = _make_clone(ctx, job, base, name, owner_id=None, is_pool=True)
-    if bool_arg(job.args, "start"):
-        guest.start()
+        machine_id, guest = _make_clone(ctx, job, base, name, owner_id=None, is_pool=True,
+                                        defined="creating" if start else "shutdown")
+    if start:
+        try:
+            guest.start()
+        except BaseException:
+            discard(ctx, name, machine_id)
+            raise
         record(ctx, machine_id, guest)
     return {"machine_id": machine_id, "pool": True}
 

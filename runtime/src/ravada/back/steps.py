@@ -112,12 +112,14 @@ def domain_xml(ctx: Context, name: str, memory_mb: int, vcpus: int, disks: list[
 
 def define_new(ctx: Context, name: str, machine_id: int, make_disks: Callable[[], list[str]],
                 memory_mb: int, vcpus: int, iso: str | None,
-                password: tuple[str, datetime] | None = None) -> Guest:
+                password: tuple[str, datetime] | None = None,
+                state: str = "shutdown") -> Guest:
     """Make the disks and the domain of a new machine row; on any failure remove all of it.
 
     ``password``: (password, valid until) of the display when it starts (see ``clone``).
     A volume that already had the name (:class:`VolumeExists`) is not ours: only the row
-    goes.
+    goes. ``state``: the row's state once defined (shut off; ``creating`` for a pool clone
+    that boots next, so the pool keeper does not take it for a stopped one to start).
     """
     try:
         disks = make_disks()
@@ -133,7 +135,7 @@ def define_new(ctx: Context, name: str, machine_id: int, make_disks: Callable[[]
                                      password=password))
         with ctx.db.session() as s:  # a domain just defined is shut off
             s.execute(update(Machine).where(Machine.id == machine_id)
-                      .values(domain_uuid=guest.uuid, state="shutdown"))
+                      .values(domain_uuid=guest.uuid, state=state))
     except BaseException:
         discard(ctx, name, machine_id)
         raise
