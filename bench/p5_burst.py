@@ -93,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --pool: seconds from the first click to the last display")
     p.add_argument("--settle", type=float, default=45.0,
                    help="with --pool: seconds between the pool being up and the burst")
+    p.add_argument("--fill-timeout", type=float, default=1800.0,
+                   help="with --pool: seconds the pool may take to fill (a loaded host is slow)")
     p.add_argument("--profile", action="store_true",
                    help="py-spy the daemons during the burst; results go to p5_burst_profiled")
     args = p.parse_args(argv)
@@ -117,8 +119,13 @@ def main(argv: list[str] | None = None) -> int:
         from p2_pool import pooled_base, set_pool, wait_pool
 
         pool_base = pooled_base(sess, args.pool, args.base_memory_mb)
-        print(f"pool of {args.pool} running after "
-              f"{wait_pool(sess.admin, pool_base, args.pool):.1f} s; letting the guests "
+        try:
+            fill = wait_pool(sess.admin, pool_base, args.pool, timeout=args.fill_timeout)
+        except TimeoutError:  # leave no pool of guests loading the host behind
+            set_pool(sess.admin, pool_base, 0)
+            cleanup(sess.admin, "pool")
+            raise
+        print(f"pool of {args.pool} running after {fill:.1f} s; letting the guests "
               f"settle for {args.settle:.0f} s (a class starts after its pool was made)",
               flush=True)
         time.sleep(args.settle)

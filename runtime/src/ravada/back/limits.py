@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import func, select
+from sqlalchemy import func, null, select, union_all
 
 from ravada import policy as rpolicy
 from ravada.back.context import Context
@@ -35,22 +35,28 @@ def user_lock(user_id: int) -> Iterator[None]:
         yield
 
 
-def global_limit(ctx: Context) -> int:
-    with ctx.db.sessionmaker() as s:
-        value = s.scalar(select(Setting.value).where(Setting.key == SETTING))
+def _global(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         return 0
     return value
 
 
-def group_limits(ctx: Context, user_id: int) -> dict[str, int]:
-    """``group name -> max_running`` of the user's groups that set a limit."""
+def limits_of(ctx: Context, user_id: int) -> tuple[int, dict[str, int]]:
+    """The global limit and ``group name -> max_running`` of the user's groups that set
+    one, in one round trip (every click with a start asks)."""
+    glob = select(Setting.value.label("value"), null().label("name"), null().label("limit")) \
+        .where(Setting.key == SETTING)
+    groups = select(null(), Group.name, Group.max_running) \
+        .join(GroupMember, GroupMember.group_id == Group.id) \
+        .where(GroupMember.user_id == user_id, Group.max_running.is_not(None))
+    value, by_group = 0, {}
     with ctx.db.sessionmaker() as s:
-        rows = s.execute(select(Group.name, Group.max_running)
-                         .join(GroupMember, GroupMember.group_id == Group.id)
-                         .where(GroupMember.user_id == user_id,
-                                Group.max_running.is_not(None))).all()
-    return {name: value for name, value in rows}
+        for setting, name, limit in s.execute(union_all(glob, groups)):
+            if name is None:
+                value = _global(setting)
+            else:
+                by_group[name] = int(limit)
+    return value, by_group
 
 
 def running(ctx: Context, user_id: int, exclude: int | None = None) -> int:
@@ -64,7 +70,7 @@ def running(ctx: Context, user_id: int, exclude: int | None = None) -> int:
 
 def check(ctx: Context, user_id: int, exclude: int | None = None) -> None:
     """Refuse (RequestError naming the limit) one more running machine for ``user_id``."""
-    limit, source = rpolicy.user_limit(global_limit(ctx), group_limits(ctx, user_id))
+    limit, source = rpolicy.user_limit(*limits_of(ctx, user_id))
     if limit <= 0:  # no limit: no need to count
         return
     why = rpolicy.over_limit(running(ctx, user_id, exclude), limit, source)
