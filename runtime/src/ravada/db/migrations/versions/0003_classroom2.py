@@ -1,7 +1,7 @@
 """classroom2: a running-machines limit per group (user_groups.max_running)
 
 Revision ID: 0003_classroom2
-Revises: 0003_isolib
+Revises: 0003_oidc
 Create Date: 2026-12-01 01:20:00
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003_classroom2"
-down_revision = "0003_isolib"
+down_revision = "0003_oidc"
 branch_labels = None
 depends_on = None
 
