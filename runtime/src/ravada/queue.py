@@ -207,7 +207,7 @@ def finish(db: Database, req_id: int, *, result: dict[str, Any] | None = None,
                 error=error, result=result, finished_at=None if still_running else utcnow())
         )
     if wake:
-        waiters.announce(wake, [req_id])
+        waiters.announce(wake, [req_id, waiters.CHANGED])
 
 
 def release(db: Database, req_id: int) -> None:

@@ -11,6 +11,8 @@ querying the database every few milliseconds.
 Abstract sockets need no directory both the root backend and the ``ravada`` front may write,
 and vanish with their process. A request finished elsewhere (a backend on another host, an
 old backend) is still seen: waiters re-read the row every :data:`FALLBACK` seconds.
+The id :data:`CHANGED` (0) is no request: it says that some machine or request row changed
+(a lifecycle event, a request claimed or finished) and wakes the live lists.
 """
 
 from __future__ import annotations
@@ -107,6 +109,8 @@ def listener(socket_path: str) -> Listener | None:
 
 
 _peers: dict[str, tuple[float, list[str]]] = {}
+# Announced like a request id: "a machine or request row changed" (the live lists wait on it).
+CHANGED = 0
 HELLO = b"w"  # to the queue socket: "a new waiter socket exists" (rvd_back scans again)
 
 
@@ -161,3 +165,9 @@ def announce(socket_path: str, req_ids: Iterable[int]) -> int:
             except OSError:
                 _peers.pop(prefix, None)  # a front went away: scan again next time
     return told
+
+
+def changed(socket_path: str) -> int:
+    """Tell the front processes that machine or request rows changed (after the commit):
+    the live lists (:mod:`ravada.front.live`) read them again instead of polling."""
+    return announce(socket_path, [CHANGED])

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 
 from ravada import display as rdisplay
+from ravada import hardware
 from ravada.back import desktops, limits, pool
 from ravada.back.args import bool_arg, client_ip_arg
 from ravada.back.context import Context, Job
@@ -44,10 +45,12 @@ def _make_clone(ctx: Context, job: Job, base: Machine, name: str,
         raise RequestError(f"a libvirt domain named {name!r} already exists")
     machine_id = new_machine(ctx, job, name=name, base_id=base.id, memory_mb=base.memory_mb,
                               vcpus=base.vcpus, disk_gb=base.disk_gb,
-                              volatile=bool(base.volatile), **fields)
+                              volatile=bool(base.volatile),
+                              hardware=hardware.options(base.hardware), **fields)
     guest = define_new(ctx, name, machine_id,
                         lambda: [ctx.storage.create_overlay(name, base_disks[0], fresh=True)],
-                        base.memory_mb, base.vcpus, None, password=password, state=defined)
+                        base.memory_mb, base.vcpus, None, password=password, state=defined,
+                        hardware=base.hardware)
     return machine_id, guest
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from sqlalchemy import delete
 
 import ravada
-from ravada import queue
+from ravada import queue, waiters
 from ravada.back import handlers as handlers_mod
 from ravada.back import isolib
 from ravada.back.context import SCREENSHOT_DIR, Context, Job, make_firewall
@@ -161,15 +161,21 @@ class Daemon:
         return self.config.queue.workers - sum(not f.done() for f in self._running)
 
     def _claim_all(self) -> None:
-        while self._free_slots() > 0 and not self._stopping.is_set():
-            try:
-                req_id = queue.claim(self.db, self.name)
-            except Exception:
-                log.exception("claim failed")
-                return
-            if req_id is None:
-                return
-            self._dispatch(req_id)
+        claimed = 0
+        try:
+            while self._free_slots() > 0 and not self._stopping.is_set():
+                try:
+                    req_id = queue.claim(self.db, self.name)
+                except Exception:
+                    log.exception("claim failed")
+                    return
+                if req_id is None:
+                    return
+                self._dispatch(req_id)
+                claimed += 1
+        finally:
+            if claimed:  # the requests log shows them working without a reload
+                waiters.changed(self.config.queue.socket)
 
     def _recover_others(self) -> None:
         """Orphans of backends whose heartbeat stopped (even if their pid lives on)."""

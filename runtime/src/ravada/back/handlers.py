@@ -17,6 +17,7 @@ from ravada.back.args import DISK_GB, MEMORY_MB, VCPUS, int_arg, iso_path
 from ravada.back.cloning import clone
 from ravada.back.context import Context, Job
 from ravada.back.errors import RequestError
+from ravada.back.hardware import change_hardware
 from ravada.back.machines import check_name, discard, image_path, own_volumes
 from ravada.back.power import (
     force_shutdown,
@@ -95,7 +96,7 @@ def prepare_base(ctx: Context, job: Job) -> Result:
     iso = (isos.resolve(ctx.config.front.iso_dir, machine.iso, must_exist=False)
            if machine.iso else None)
     ctx.host.define(domain_xml(ctx, machine.name, machine.memory_mb, machine.vcpus, [base_image],
-                         iso, uuid=guest.uuid))
+                         iso, uuid=guest.uuid, hardware=machine.hardware))
     with ctx.db.session() as s:
         s.execute(update(Machine).where(Machine.id == machine.id).values(is_base=True))
     return {"base_image": base_image}
@@ -120,7 +121,7 @@ def remove_base(ctx: Context, job: Job) -> Result:
     overlay = ctx.storage.create_overlay(machine.name, base_image)
     try:
         ctx.host.define(domain_xml(ctx, machine.name, machine.memory_mb, machine.vcpus, [overlay],
-                             None, uuid=guest.uuid))
+                             None, uuid=guest.uuid, hardware=machine.hardware))
     except BaseException:
         ctx.storage.delete(overlay)
         raise
@@ -162,6 +163,7 @@ HANDLERS: dict[str, Handler] = {
     "open_display": open_display,
     "refresh": refresh,
     "close_user": close_user,
+    "hardware": change_hardware,
     **isolib.HANDLERS,
 }
 

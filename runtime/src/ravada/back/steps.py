@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from ravada import display as rdisplay
+from ravada import hardware
 from ravada.back import access, timers
 from ravada.back.context import Context, Job
 from ravada.back.errors import RequestError
@@ -72,6 +73,7 @@ def record(ctx: Context, machine_id: int, guest: Guest) -> str:
             forget_access(s, machine)
             machine.guest_info = None  # the agent's report ends with the guest
         timers.on_state(s, machine, before)  # deadlines now; a volatile's removal: events
+        hardware.on_state(machine, before)
     return state
 
 
@@ -99,13 +101,16 @@ def new_machine(ctx: Context, job: Job, **fields: Any) -> int:
 
 def domain_xml(ctx: Context, name: str, memory_mb: int, vcpus: int, disks: list[str],
          iso: str | None, uuid: str | None = None,
-         password: tuple[str, datetime] | None = None) -> str:
+         password: tuple[str, datetime] | None = None,
+         hardware: dict[str, Any] | None = None) -> str:
+    """The definition of a machine; ``hardware``: the row's switches (ravada.hardware)."""
     try:
         return render_domain(name, memory_mb, vcpus, disks, iso, ctx.config.display.listen,
                              domain_type=ctx.host.domain_type, uuid=uuid,
                              spice_tls=ctx.config.display.spice_tls,
                              password=password[0] if password else None,
-                             password_valid_to=password[1] if password else None)
+                             password_valid_to=password[1] if password else None,
+                             hardware=hardware)
     except ValueError as exc:
         raise RequestError(str(exc)) from None
 
@@ -113,7 +118,8 @@ def domain_xml(ctx: Context, name: str, memory_mb: int, vcpus: int, disks: list[
 def define_new(ctx: Context, name: str, machine_id: int, make_disks: Callable[[], list[str]],
                 memory_mb: int, vcpus: int, iso: str | None,
                 password: tuple[str, datetime] | None = None,
-                state: str = "shutdown") -> Guest:
+                state: str = "shutdown",
+                hardware: dict[str, Any] | None = None) -> Guest:
     """Make the disks and the domain of a new machine row; on any failure remove all of it.
 
     ``password``: (password, valid until) of the display when it starts (see ``clone``).
@@ -132,7 +138,7 @@ def define_new(ctx: Context, name: str, machine_id: int, make_disks: Callable[[]
         raise
     try:
         guest = ctx.host.define(domain_xml(ctx, name, memory_mb, vcpus, disks, iso,
-                                     password=password))
+                                     password=password, hardware=hardware))
         with ctx.db.session() as s:  # a domain just defined is shut off
             s.execute(update(Machine).where(Machine.id == machine_id)
                       .values(domain_uuid=guest.uuid, state=state))
@@ -162,6 +168,7 @@ def open_access(ctx: Context, machine: Machine, disp: dict[str, Any], client_ip:
         if row is not None:
             before, row.state, row.display = row.state, "running", disp
             timers.on_state(s, row, before)  # a clone that just started: its deadlines
+            hardware.on_state(row, before)
     return rdisplay.connection_info(machine.name, disp, ctx.public_host, password, expires)
 
 

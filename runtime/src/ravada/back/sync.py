@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from ravada import queue
+from ravada import hardware, queue, waiters
 from ravada.back import timers
 from ravada.back.context import Context
 from ravada.back.machines import forget_access
@@ -48,6 +48,7 @@ def _write(s: Any, machine: Machine, state: str, display: dict[str, Any] | None,
     elif state != "paused":
         forget_access(s, machine)
         machine.guest_info = None  # the agent's report ends with the guest
+    hardware.on_state(machine, before[0])
     if timers.on_state(s, machine, before[0]) and remove is not None:
         remove.append(machine.id)
     return before != (machine.state, machine.display)
@@ -79,6 +80,8 @@ def sync_all(ctx: Context) -> dict[str, int]:
             for machine in s.scalars(select(Machine).where(Machine.id.in_(list(seen)))):
                 if machine.state not in BUSY:
                     counts["changed"] += _write(s, machine, *seen[machine.id], remove)
+    if counts["changed"]:
+        waiters.changed(ctx.config.queue.socket)
     for machine_id in remove:
         timers.request_removal(ctx, machine_id)
     log.info("refresh: %(machines)d machines, %(changed)d changed, %(missing)d missing", counts)
@@ -158,8 +161,11 @@ class EventSink:
                 return True
             if (machine.state, machine.updated_at) != seen:
                 return False
-            if _write(s, machine, state, display, remove):
+            changed = _write(s, machine, state, display, remove)
+            if changed:
                 log.info("machine %s is %s", name, machine.state)
+        if changed:
+            waiters.changed(ctx.config.queue.socket)  # live lists see it now
         for removed in remove:
             timers.request_removal(ctx, removed)
         return True
@@ -177,6 +183,7 @@ class EventSink:
                 log.info("machine %s: display client %s (%d now)", name, phase,
                          machine.clients)
             queue.notify(ctx.config.queue.socket)  # the daemon re-reads its next deadline
+            waiters.changed(ctx.config.queue.socket)  # "connected now" on the admin pages
         except Exception:
             log.exception("graphics event %s %s not recorded", name, phase)
 

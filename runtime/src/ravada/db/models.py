@@ -142,6 +142,10 @@ class Machine(Base):
     # what the guest agent reported: {"hostname": str|None, "addresses": [..]}; None: no agent
     guest_info: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     description: Mapped[str] = mapped_column(Text, default="")
+    # {"spice": bool, "vnc": bool, "sound": bool, "usb_redirect": bool, "extra_disks": int,
+    #  "next_start": {"memory_mb": n, "vcpus": n}}: see ravada.hardware; None: the defaults
+    hardware: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    last_started_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
     # policy (on a base; ``volatile`` is copied onto its clones)

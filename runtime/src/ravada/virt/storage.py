@@ -11,7 +11,7 @@ local dir pool, a copy through the pool (``storageVolCreateXMLFrom``) elsewhere.
 - ``create_overlay(name, backing_path, fresh=False) -> path``
 - ``volumes_named(name) -> [path]`` (a machine's own ``<name>.qcow2``, ``<name>.base.qcow2``)
 - ``make_base_image(disk_path, name) -> path``
-- ``delete(path)`` (idempotent), ``exists(path) -> bool``
+- ``resize(path, size_bytes)`` (grow only), ``delete(path)`` (idempotent), ``exists(path) -> bool``
 
 Each method looks the pool up once (``storagePoolLookupByName``): a click's new clone
 checks its name is free and makes its overlay in one call.
@@ -187,6 +187,21 @@ class Storage:
             return new.path()
 
         return self._call(f"make base image {new_name} from {disk_path}", run)
+
+    def resize(self, path: str, size_bytes: int) -> None:
+        """Grow the volume at ``path`` to ``size_bytes`` (never shrinks: data would be lost).
+
+        The machine using it must be shut off (a running one grows through its domain)."""
+        def run(conn: libvirt.virConnect) -> None:
+            vol = self._lookup(conn, path, self._pool(conn))
+            if vol is None:
+                raise VirtError(f"disk {path} is not a volume of any pool")
+            if size_bytes <= vol.info()[1]:
+                raise VirtError(f"disk {path} is already {vol.info()[1] >> 30} GiB: "
+                                "a disk only grows")
+            vol.resize(size_bytes, 0)
+
+        self._call(f"grow volume {path}", run)
 
     def delete(self, path: str) -> None:
         """Delete the volume at ``path``; nothing happens when it is already gone."""

@@ -26,6 +26,8 @@ from functools import lru_cache
 
 import jinja2
 
+from ravada.hardware import options as hw_options
+
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 DOMAIN_TYPES = ("kvm", "qemu", "test")
 
@@ -54,12 +56,15 @@ def render_domain(
     spice_tls: bool = False,
     password: str | None = None,
     password_valid_to: datetime | None = None,
+    hardware: dict | None = None,
 ) -> str:
     """The domain XML; raises ``ValueError`` naming the bad argument.
 
     ``password`` (with ``password_valid_to``, UTC) is the display password the domain
     starts with: a click that clones and starts gets its one-time password this way,
     without the two live device updates (one per graphics) a later change needs.
+    ``hardware``: the row's switches (``ravada.hardware.options``: SPICE, VNC, sound, USB
+    redirection); the defaults when None.
     """
     if not NAME_RE.match(name or ""):
         raise ValueError(f"bad machine name {name!r}: use letters, digits, '_', '.', '+', '-'")
@@ -102,6 +107,7 @@ def render_domain(
         valid_to=valid_to,
         fixed_ports=_test_driver_ports(name) if domain_type == "test" else None,
         spice_tls=bool(spice_tls),
+        **hw_options(hardware),
     )
 
 
