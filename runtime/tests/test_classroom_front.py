@@ -47,15 +47,17 @@ def test_policy_api_validates_and_stores(world: World) -> None:
 def test_admin_policy_form(world: World) -> None:
     w = world
     admin = w.client("admin")
-    page = admin.get("/admin/machines").get_data(as_text=True)
+    page = admin.get(f"/admin/machines/{w.base}").get_data(as_text=True)
     assert f'action="/admin/machines/{w.base}/policy"' in page
     r = admin.post(f"/admin/machines/{w.base}/policy",
                    data={"csrf_token": csrf_of(admin), "pool_size": "3", "pool_started": "1",
                          "run_timeout": "3600", "shutdown_grace": "120",
-                         "shutdown_disconnected": "on"})
-    assert r.status_code == 302
-    page = admin.get("/admin/machines").get_data(as_text=True)
-    assert "Policy saved." in page and "pool 1/3" in page and "60 min max" in page
+                         "shutdown_disconnected": "on", "next": "machine"})
+    assert r.status_code == 302 and r.location.endswith(f"/admin/machines/{w.base}")
+    page = admin.get(f"/admin/machines/{w.base}").get_data(as_text=True)
+    assert "Policy saved." in page
+    assert 'name="pool_size" type="number" min="0" max="200" value="3"' in page
+    assert 'name="run_timeout" type="number" min="0" max="604800" value="3600"' in page
     r = admin.post(f"/admin/machines/{w.base}/policy",
                    data={"csrf_token": csrf_of(admin), "pool_size": "1", "pool_started": "2"})
     page = admin.get("/admin/machines").get_data(as_text=True)

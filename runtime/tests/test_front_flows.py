@@ -123,7 +123,10 @@ def test_display_page_shows_what_the_click_got(world: World) -> None:
     assert r.json["password"] not in page and len(w.requests("open_display")) == 1
     assert bob.get(f"/machine/{w.alice_vm}?request={rid}").status_code == 404
     page = admin.get("/admin/machines").get_data(as_text=True)
-    assert f'href="/machine/{w.alice_vm}"' in page  # the link leads to a page that opens nothing
+    # the list leads to the admin machine page, never to the user's display page
+    assert f'href="/admin/machines/{w.alice_vm}"' in page
+    assert f'href="/machine/{w.alice_vm}"' not in page
+    assert admin.get(f"/admin/machines/{w.alice_vm}").status_code == 200
     assert admin.get(f"/machine/{w.alice_vm}").status_code == 200
     assert len(w.requests("open_display")) == 1
 

@@ -74,13 +74,14 @@ def test_local_group_access_list_page_api_and_forged_start_agree(world_both: Wor
     admin, alice, bob = w.client("admin"), w.client("alice"), w.client("bob")
     gid = api(admin, "post", "/groups", {"name": "lab"}).json["id"]
     api(admin, "put", f"/groups/{gid}/members/{w.bob}")
-    # edited from the base's row on the admin machines page
-    page = admin.get("/admin/machines").get_data(as_text=True)
+    # edited on the base's admin machine page
+    page = admin.get(f"/admin/machines/{w.base}").get_data(as_text=True)
     assert f'action="/admin/bases/{w.base}/access"' in page
     resp = admin.post(f"/admin/bases/{w.base}/access",
-                      data={"groups": [str(gid)], "csrf_token": csrf_of(admin)})
-    assert resp.status_code == 302
-    assert "groups only" in admin.get("/admin/machines").get_data(as_text=True)
+                      data={"groups": [str(gid)], "csrf_token": csrf_of(admin), "next": "machine"})
+    assert resp.status_code == 302 and resp.location.endswith(f"/admin/machines/{w.base}")
+    page = admin.get(f"/admin/machines/{w.base}").get_data(as_text=True)
+    assert f'<option value="{gid}" selected>lab</option>' in page
 
     assert [b["name"] for b in api(bob, "get", "/bases").json] == ["desk"]
     assert api(alice, "get", "/bases").json == []

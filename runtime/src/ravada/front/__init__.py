@@ -39,6 +39,8 @@ def create_app(config: Config, db: Database | None = None) -> Flask:
     from ravada.front.auth import bp as auth_bp
     from ravada.front.isos import bp as isos_bp
     from ravada.front.isos import data_bp as isos_data_bp
+    from ravada.front.live import bp as live_bp
+    from ravada.front.markdown import render as markdown
     from ravada.front.oidc import bp as oidc_bp
     from ravada.front.oidc import init_app as init_oidc
     from ravada.front.ops import bp as ops_bp
@@ -73,8 +75,9 @@ def create_app(config: Config, db: Database | None = None) -> Flask:
     app.before_request(web.load_viewer)
     app.before_request(enforce_totp)  # auth.totp.required_for: enrolment first
     csrf.init_app(app)
+    app.add_template_filter(markdown, "markdown")
     for bp in (auth_bp, oidc_bp, totp_bp, user_bp, admin_bp, isos_bp, isos_data_bp, api_bp,
-               ops_bp):
+               ops_bp, live_bp):
         app.register_blueprint(bp)
     if config.auth.oidc.issuer:
         init_oidc(app, config.auth.oidc)

@@ -6,9 +6,15 @@ from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
-from ravada import queue
-from ravada.auth import groups as group_store
-from ravada.front import accounts, machines, policies, settings, web
+from ravada.front import (
+    accounts,
+    machine_settings,
+    machines,
+    policies,
+    requests_log,
+    settings,
+    web,
+)
 from ravada.front.dbutil import write_session
 from ravada.front.errors import BadInput, FrontError
 from ravada.front.state import front
@@ -38,9 +44,9 @@ def home() -> Any:
 def machines_page() -> Any:
     with front().db.sessionmaker() as s:
         tree = machines.machine_tree(machines.list_machines(s, web.current()))
-        groups, access = group_store.list_groups(s), group_store.access_map(s)
+        clones = machines.clone_counts(s)
     return render_template("admin/machines.html", tree=tree, isos=machines.list_isos(front()),
-                           actions=MACHINE_ACTIONS, groups=groups, access=access)
+                           clones=clones, actions_for=machine_settings.actions_for)
 
 
 @bp.post("/machines")
@@ -54,11 +60,23 @@ def machines_create() -> Any:
     return _back("admin.machines_page")
 
 
+def _to_page(machine_id: int, rid: int | None = None) -> Any:
+    """Back to where the form was: the machine's own page or the list."""
+    if request.form.get("next") == "machine":
+        from ravada.front.admin_machine import back_to
+        return back_to(machine_id, rid)
+    return _back("admin.machines_page")
+
+
 @bp.post("/machines/<id:machine_id>")
 @web.admin_required
 def machine_post(machine_id: int) -> Any:
     action = request.form.get("action", "")
+    rid = None
     try:
+        if action in machine_settings.DESTRUCTIVE and request.form.get("confirm") != "yes":
+            raise BadInput(f"{action.replace('_', ' ').capitalize()} needs a confirmation: "
+                           "tick the box next to its button")
         if action in ("public", "private"):
             m = machines.set_public(front(), web.current(), machine_id, action == "public")
             flash(f"{m['name']} is now {'public' if m['is_public'] else 'private'}.", "ok")
@@ -70,7 +88,7 @@ def machine_post(machine_id: int) -> Any:
             raise BadInput("unknown action")
     except FrontError as exc:
         _flash_error(exc)
-    return _back("admin.machines_page")
+    return _to_page(machine_id, rid)
 
 
 @bp.post("/machines/<id:machine_id>/policy")
@@ -85,7 +103,7 @@ def machine_policy(machine_id: int) -> Any:
         flash("Policy saved.", "ok")
     except FrontError as exc:
         _flash_error(exc)
-    return _back("admin.machines_page")
+    return _to_page(machine_id)
 
 
 @bp.get("/users")
@@ -133,12 +151,15 @@ def user_post(user_id: int) -> Any:
 @bp.get("/requests")
 @web.admin_required
 def requests_page() -> Any:
-    status = request.args.get("status") or None
-    if status not in (None, queue.REQUESTED, queue.WORKING, queue.DONE, queue.FAILED):
-        status = None
+    try:
+        filters = requests_log.filters(request.args)
+    except FrontError as exc:
+        _flash_error(exc)
+        filters = {}
     with front().db.sessionmaker() as s:
-        rows = machines.list_requests(s, web.current(), status=status, limit=200)
-    return render_template("admin/requests.html", rows=rows, status=status)
+        rows = requests_log.search(s, web.current(), filters)
+    return render_template("admin/requests.html", rows=rows, filters=filters,
+                           statuses=requests_log.STATUSES)
 
 
 @bp.get("/settings")
@@ -163,5 +184,6 @@ def settings_post() -> Any:
 
 
 
-# The groups and access-list pages live in their own module, on this blueprint.
-from ravada.front import admin_groups  # noqa: E402, F401
+# The groups and access-list pages and the machine page live in their own modules, on
+# this blueprint.
+from ravada.front import admin_groups, admin_machine  # noqa: E402, F401

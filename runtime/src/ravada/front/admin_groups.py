@@ -72,4 +72,6 @@ def base_access_post(base_id: int) -> Any:
         flash(f"Access list saved: {names}.", "ok")
     except FrontError as exc:
         flash(exc.detail, "error")
+    if request.form.get("next") == "machine":
+        return redirect(url_for("admin.machine_page", machine_id=base_id))
     return redirect(url_for("admin.machines_page"))

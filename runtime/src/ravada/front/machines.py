@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
-from ravada import limits, queue
+from ravada import limits, queue, waiters
 from ravada.auth.groups import in_access_list, usable_bases
 from ravada.db import Machine, Request, User
 from ravada.front import display_requests, validate, waits
@@ -160,6 +160,13 @@ def machine_tree(machines: list[dict[str, Any]]) -> list[tuple[dict[str, Any], i
     return out
 
 
+def clone_counts(s: Session) -> dict[int, int]:
+    """How many clones each base has (one query)."""
+    return {base: n for base, n in s.execute(
+        select(Machine.base_id, func.count()).where(Machine.base_id.is_not(None))
+        .group_by(Machine.base_id))}
+
+
 def _pending(s: Session, command: str, machine_id: int, user_id: int) -> Request | None:
     return s.scalar(select(Request).where(
         Request.command == command, Request.machine_id == machine_id,
@@ -204,8 +211,11 @@ def list_bases(s: Session, viewer: Viewer) -> list[dict[str, Any]]:
 
 def submit(fs: FrontState, command: str, args: dict[str, Any], *, machine_id: int | None,
            user_id: int) -> int:
-    return queue.submit(fs.db, fs.config.queue.socket, command, args,
-                        machine_id=machine_id, user_id=user_id)
+    """Queue a request and wake the backend and the live lists (a new row in the log)."""
+    rid = queue.submit(fs.db, fs.config.queue.socket, command, args,
+                       machine_id=machine_id, user_id=user_id)
+    waiters.changed(fs.config.queue.socket)
+    return rid
 
 
 def get_request(fs: FrontState, viewer: Viewer, req_id: int, wait: float = 0.0) -> Request:

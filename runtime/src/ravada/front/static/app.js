@@ -43,6 +43,7 @@ async function startBase(button) {
   const card = button.closest("[data-base]");
   const progress = card.querySelector(".progress");
   button.disabled = true;
+  card.dataset.busy = "1";  // the live list leaves this card alone meanwhile
   const started = performance.now();
   try {
     let requestId = button.dataset.pending;
@@ -63,6 +64,18 @@ async function startBase(button) {
   } catch (err) {
     say(progress, `Could not start: ${err.message}`, true);
     button.disabled = false;
+    delete card.dataset.busy;
+  }
+}
+
+// The machine page follows the request its last form queued, in place.
+async function followRequest(el) {
+  try {
+    const req = await follow(el.dataset.follow, el);
+    say(el, `${req.command}: done` + (req.result && req.result.next_start && req.result.next_start.length
+      ? ` (at next start: ${req.result.next_start.join(", ")})` : ""));
+  } catch (err) {
+    say(el, `Request ${el.dataset.follow} failed: ${err.message}`, true);
   }
 }
 
@@ -129,10 +142,13 @@ function accountPage() {
   }
 }
 
-document.querySelectorAll("[data-start]").forEach((b) => {
-  b.addEventListener("click", () => startBase(b));
-  if (b.dataset.pending) startBase(b);
+// Delegated: the live list redraws the cards, their buttons keep working.
+document.addEventListener("click", (ev) => {
+  const b = ev.target.closest && ev.target.closest("[data-start]");
+  if (b && !b.disabled) startBase(b);
 });
+document.querySelectorAll("[data-start][data-pending]").forEach((b) => startBase(b));
+document.querySelectorAll("[data-follow]").forEach((el) => followRequest(el));
 document.querySelectorAll("[data-action]").forEach((b) =>
   b.addEventListener("click", () => machineAction(b)));
 const thumb = document.querySelector("[data-screenshot]");
