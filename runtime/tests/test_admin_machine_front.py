@@ -160,6 +160,7 @@ def test_live_lists_answer_when_the_backend_announces_a_change(world: World) -> 
     # the machine page's live part and the user's desktops follow the same way
     part = _live(admin, f"/live/machines/{w.alice_vm}")
     assert 'id="machine-state">shutdown' in part["html"] and 'value="start"' in part["html"]
+    assert 'name="confirm" value="yes" required> Yes, remove desk-alice' in part["html"]
     cards = _live(w.client("alice"), "/live/desktops")
     assert 'state-shutdown">shutdown' in cards["html"]
     assert w.client("bob").get("/live/machines").status_code == 403

@@ -36,8 +36,7 @@ def machine_page(machine_id: int) -> Any:
     return render_template(
         "admin/machine.html", **data, isos=machines.list_isos(front()), groups=groups,
         access=access.get(machine_id, ()), follow=follow if follow.isdigit() else "",
-        description_html=markdown(data["m"]["description"]),
-        destructive=machine_settings.DESTRUCTIVE)
+        description_html=markdown(data["m"]["description"]))
 
 
 @bp.post("/machines/<id:machine_id>/hardware/<section>")

@@ -82,7 +82,7 @@ def page(fs: FrontState, viewer: Viewer, machine_id: int) -> dict[str, Any]:
         "clones": [{"id": i, "name": n, "state": st} for i, n, st in clones],
         "viewers": [{"ip": ip, "user": u} for ip, u in viewers], "consoles": consoles,
         "clients": m.clients, "requests": recent,
-        "actions": actions_for(data, len(clones)),
+        "actions": actions_for(data, len(clones)), "destructive": DESTRUCTIVE,
         "refusal": hardware.base_refusal(m.name, len(clones)) if m.is_base else None,
         "pending": any(r["status"] in machines.PENDING for r in recent),
     }
