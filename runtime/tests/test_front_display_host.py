@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from ravada.front import web
-from ravada.front.machines import display_from_result
+from ravada.front.displays import display_from_result
 
 INFO = {"host": "0.0.0.0", "password": "p" * 20, "expires": "2030-01-01T00:00:00Z",
         "spice": {"port": 5900, "tls_port": None}, "vnc": {"port": 5901, "password": "pppppppp"},

@@ -14,7 +14,17 @@ from flask_wtf.csrf import generate_csrf
 
 from ravada import queue
 from ravada.db import Request
-from ravada.front import accounts, consoles, machines, policies, settings, totp, validate, web
+from ravada.front import (
+    accounts,
+    consoles,
+    displays,
+    machines,
+    policies,
+    settings,
+    totp,
+    validate,
+    web,
+)
 from ravada.front import groups as group_pages
 from ravada.front.dbutil import write_session
 from ravada.front.errors import BadInput, Conflict, Forbidden, Unauthorized, Unavailable
@@ -165,11 +175,11 @@ def base_start(base_id: int) -> Any:
     started = machines.start_base(fs, v, base_id, web.client_ip())
     r = machines.get_request(fs, v, started["request_id"], wait)
     machine_id = started["machine_id"] or machines.machine_id_from(r)
-    display = (machines.display_from_result(r.result, web.browser_host())
+    display = (displays.display_from_result(r.result, web.browser_host())
                if r.status == queue.DONE else None)
     if r.status == queue.DONE and display is None and machine_id is not None and wait > 0:
         try:
-            display, _ = machines.open_display(fs, v, machine_id, web.client_ip(), wait,
+            display, _ = displays.open_display(fs, v, machine_id, web.client_ip(), wait,
                                                web.browser_host())
         except (Conflict, Unavailable):
             display = None
@@ -210,7 +220,7 @@ def machine_get(machine_id: int) -> Any:
 # Opening a display changes the firewall and the password: POST only, never a GET.
 @bp.post("/machines/<id:machine_id>/display")
 def machine_display(machine_id: int) -> Any:
-    info, _ = machines.open_display(front(), web.current(), machine_id, web.client_ip(),
+    info, _ = displays.open_display(front(), web.current(), machine_id, web.client_ip(),
                                     _wait(10.0) or 10.0, web.browser_host())
     return web.no_store(jsonify(info))
 
@@ -220,7 +230,7 @@ def machine_vv(machine_id: int) -> Any:
     from ravada.display import render_vv
 
     fs = front()
-    info, m = machines.open_display(fs, web.current(), machine_id, web.client_ip(),
+    info, m = displays.open_display(fs, web.current(), machine_id, web.client_ip(),
                                     _wait(10.0) or 10.0, web.browser_host())
     tls = bool(fs.config.display.spice_tls and (info.get("spice") or {}).get("tls_port"))
     ca_pem = None
@@ -246,13 +256,13 @@ def machine_console(machine_id: int) -> Any:
 
 @bp.post("/machines/<id:machine_id>/screenshot")
 def machine_screenshot(machine_id: int) -> Any:
-    req_id = machines.request_screenshot(front(), web.current(), machine_id)
+    req_id = displays.request_screenshot(front(), web.current(), machine_id)
     return _request_reply(req_id, _wait())
 
 
 @bp.get("/machines/<id:machine_id>/screenshot.png")
 def machine_screenshot_png(machine_id: int) -> Any:
-    path = machines.screenshot_path(front(), web.current(), machine_id)
+    path = displays.screenshot_path(front(), web.current(), machine_id)
     return web.no_store(send_file(path, mimetype="image/png", max_age=0))
 
 

@@ -8,7 +8,7 @@ from flask import request
 
 from ravada import console
 from ravada.config import parse_listen
-from ravada.front import machines
+from ravada.front import displays
 from ravada.front.state import FrontState, Viewer
 
 ANY_ADDRESS = ("", "0.0.0.0", "::", "[::]")
@@ -42,7 +42,7 @@ def ticket(fs: FrontState, viewer: Viewer, machine_id: int, client_ip: str,
 
     No firewall opening: rvd_console reaches VNC on the server itself (loopback).
     """
-    info, m = machines.open_display(fs, viewer, machine_id, client_ip, wait, console=True)
+    info, m = displays.open_display(fs, viewer, machine_id, client_ip, wait, console=True)
     listen = (m.display or {}).get("listen") or ""
     host = "127.0.0.1" if listen in ANY_ADDRESS else listen
     port = (info.get("vnc") or {}).get("port") or (m.display or {}).get("vnc")

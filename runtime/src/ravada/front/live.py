@@ -61,20 +61,24 @@ def _fp(html: str) -> str:
 
 
 def reply(render: Callable[[], str]) -> Any:
-    """The long-poll around ``render`` (a fragment of the current rows)."""
+    """The long-poll around ``render`` (a fragment of the current rows).
+
+    The watch on the change announcement starts before the first render, so a change
+    committed after that render always wakes this wait.
+    """
     after = request.args.get("after") or None
     wait = validate.wait_seconds(request.args.get("wait"), default=DEFAULT_WAIT)
-    html = render()
-    fp = _fp(html)
-    if fp != after or wait <= 0:
-        return web.no_store(jsonify({"fp": fp, "html": html}))
     fs = front()
-    try:
-        with _live_slot(), waits.slot(fs, web.current()):
-            listener = waiters.listener(fs.config.queue.socket)
-            deadline = time.monotonic() + wait
-            with (listener.watch(waiters.CHANGED) if listener
-                  else contextlib.nullcontext(None)) as event:
+    listener = waiters.listener(fs.config.queue.socket) if wait > 0 else None
+    with (listener.watch(waiters.CHANGED) if listener
+          else contextlib.nullcontext(None)) as event:
+        html = render()
+        fp = _fp(html)
+        if fp != after or wait <= 0:
+            return web.no_store(jsonify({"fp": fp, "html": html}))
+        try:
+            with _live_slot(), waits.slot(fs, web.current()):
+                deadline = time.monotonic() + wait
                 while fp == after:
                     left = deadline - time.monotonic()
                     if left <= 0:
@@ -86,8 +90,8 @@ def reply(render: Callable[[], str]) -> Any:
                         event.clear()
                     html = render()
                     fp = _fp(html)
-    except TooManyRequests:
-        return web.no_store(jsonify({"fp": fp, "html": html, "retry": RETRY}))
+        except TooManyRequests:
+            return web.no_store(jsonify({"fp": fp, "html": html, "retry": RETRY}))
     return web.no_store(jsonify({"fp": fp, "html": html}))
 
 

@@ -1,4 +1,7 @@
-"""Machines, bases, displays and requests: what both the pages and the API do.
+"""Machines, bases and requests: what both the pages and the API do.
+
+Displays and screenshots live in :mod:`ravada.front.displays`, the requests log's filters in
+:mod:`ravada.front.requests_log`, the admin machine page in :mod:`ravada.front.machine_settings`.
 
 Every function takes the viewer and checks what they may see or do; a machine
 that is not the viewer's (and the viewer is no admin) is "not found".
@@ -6,8 +9,6 @@ that is not the viewer's (and the viewer is no admin) is "not found".
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -18,13 +19,8 @@ from ravada.auth.groups import in_access_list, usable_bases
 from ravada.db import Machine, Request, User
 from ravada.front import display_requests, validate, waits
 from ravada.front.dbutil import write_session
-from ravada.front.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
+from ravada.front.errors import Conflict, Forbidden, Invalid, NotFound
 from ravada.front.state import FrontState, Viewer, iso_time
-
-
-def iso_now() -> str:
-    """Now as the display info writes times (``2026-12-01T00:00:00Z``): comparable text."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 MAX_ID = 2**31 - 1
 PENDING = (queue.REQUESTED, queue.WORKING)
@@ -86,29 +82,6 @@ def request_json(r: Request, viewer: Viewer | None = None) -> dict[str, Any]:
     }
 
 
-UNSPECIFIED_HOSTS = ("", "0.0.0.0", "::", "[::]")
-
-
-def display_from_result(result: Any, browser_host: str = "") -> dict[str, Any] | None:
-    """The display info in a request result (the result itself, or its ``display`` key).
-
-    When the backend only knows an unspecified listen address (``display.public_host``
-    unset, listening on 0.0.0.0), clients are sent to ``browser_host``: the host name the
-    browser reached the broker with, which is this server.
-    """
-    if not isinstance(result, dict):
-        return None
-    if isinstance(result.get("display"), dict) and "password" in result["display"]:
-        info = result["display"]
-    elif "password" in result and "host" in result:
-        info = result
-    else:
-        return None
-    if browser_host and info.get("host") in UNSPECIFIED_HOSTS:
-        info = {**info, "host": browser_host}
-    return info
-
-
 def machine_id_from(req: Request) -> int | None:
     """The machine a request is about: its own, or the clone a ``clone`` created."""
     if req.command == "clone":
@@ -167,7 +140,7 @@ def clone_counts(s: Session) -> dict[int, int]:
         .group_by(Machine.base_id))}
 
 
-def _pending(s: Session, command: str, machine_id: int, user_id: int) -> Request | None:
+def pending_request(s: Session, command: str, machine_id: int, user_id: int) -> Request | None:
     return s.scalar(select(Request).where(
         Request.command == command, Request.machine_id == machine_id,
         Request.user_id == user_id, Request.status.in_(PENDING)).order_by(Request.id.desc()))
@@ -257,7 +230,7 @@ def start_base(fs: FrontState, viewer: Viewer, base_id: int, client_ip: str) -> 
         clone = s.scalar(select(Machine).where(Machine.base_id == base.id,
                                                Machine.owner_id == viewer.id).order_by(Machine.id))
         if clone is None:
-            pending = _pending(s, "clone", base.id, viewer.id)
+            pending = pending_request(s, "clone", base.id, viewer.id)
             if pending:
                 return {"request_id": pending.id, "command": "clone", "machine_id": None}
             command, target = "clone", base.id
@@ -268,7 +241,7 @@ def start_base(fs: FrontState, viewer: Viewer, base_id: int, client_ip: str) -> 
             command = {"running": "open_display", "paused": "resume"}.get(clone.state, "start")
             if command == "open_display":
                 display_requests.refuse_if_stopping(s, clone.id, clone.name)
-            pending = _pending(s, command, clone.id, viewer.id)
+            pending = pending_request(s, command, clone.id, viewer.id)
             if pending:
                 return {"request_id": pending.id, "command": command, "machine_id": clone.id}
             target = clone.id
@@ -304,7 +277,7 @@ def machine_action(fs: FrontState, viewer: Viewer, machine_id: int, action: str,
                               .where(Machine.base_id == m.id))
             if clones:
                 raise Conflict(f"{m.name} has {clones} clone(s); remove them first")
-        pending = _pending(s, action, m.id, viewer.id)
+        pending = pending_request(s, action, m.id, viewer.id)
         if pending:
             return pending.id
     args: dict[str, Any] = {}
@@ -362,80 +335,3 @@ def create_machine(fs: FrontState, viewer: Viewer, data: dict[str, Any]) -> int:
         if any((r.args or {}).get("name") == name for r in pending):
             raise Conflict(f"a machine named {name} is already being created")
     return submit(fs, "create", args, machine_id=None, user_id=viewer.id)
-
-
-# ---------------------------------------------------------------- display
-
-def open_display(fs: FrontState, viewer: Viewer, machine_id: int, client_ip: str,
-                 wait: float = 10.0, browser_host: str = "",
-                 console: bool = False) -> tuple[dict[str, Any], Machine]:
-    """Ask the backend for a fresh password and firewall opening for ``client_ip``; wait for it.
-
-    ``console``: for the browser console (rvd_console reaches VNC on loopback), only a
-    fresh password, no firewall opening.
-    """
-    with fs.db.sessionmaker() as s:
-        m = visible_machine(s, viewer, machine_id)
-        if m.state not in DISPLAY_STATES:
-            raise Conflict(f"{m.name} is {m.state}; start it first", extra={"state": m.state})
-        display_requests.refuse_if_stopping(s, m.id, m.name)
-        rid = display_requests.reusable(s, m.id, viewer.id, client_ip,
-                                        fs.config.display.password_lifetime, console)
-    if rid is None:
-        args: dict[str, Any] = {"client_ip": client_ip}
-        if console:
-            args["console"] = True
-        rid = submit(fs, "open_display", args, machine_id=machine_id, user_id=viewer.id)
-    req = waits.wait_for(fs, viewer, rid, wait)
-    if req.status == queue.FAILED:
-        raise Conflict(f"the display could not be opened: {req.error}", extra={"request_id": rid})
-    info = display_from_result(req.result, browser_host) if req.status == queue.DONE else None
-    if info is None:
-        if req.status == queue.DONE:
-            raise Unavailable("the backend returned no display information",
-                              extra={"request_id": rid})
-        raise Unavailable(f"the backend did not answer within {wait:g} s; try again",
-                          extra={"request_id": rid})
-    return info, m
-
-
-def display_of_request(fs: FrontState, viewer: Viewer, machine_id: int, req_id: int,
-                       browser_host: str = "") -> dict[str, Any] | None:
-    """The display info a finished request of this viewer got for this machine (the
-    click that started it), while its password is still valid; else None."""
-    with fs.db.sessionmaker() as s:
-        r = s.get(Request, req_id) if 0 < req_id <= MAX_ID else None
-        if (r is None or r.user_id != viewer.id or r.status != queue.DONE
-                or machine_id_from(r) != machine_id):
-            return None
-        info = display_from_result(r.result, browser_host)
-    expires = (info or {}).get("expires")
-    if not isinstance(expires, str) or expires <= iso_now():
-        return None
-    return info
-
-
-def request_screenshot(fs: FrontState, viewer: Viewer, machine_id: int) -> int:
-    with fs.db.sessionmaker() as s:
-        m = visible_machine(s, viewer, machine_id)
-        if m.state not in DISPLAY_STATES:
-            raise Conflict(f"{m.name} is {m.state}; no screen to capture")
-        pending = _pending(s, "screenshot", m.id, viewer.id)
-        if pending:
-            return pending.id
-    return submit(fs, "screenshot", {}, machine_id=machine_id, user_id=viewer.id)
-
-
-def screenshot_path(fs: FrontState, viewer: Viewer, machine_id: int) -> Path:
-    """The PNG of the newest finished screenshot of a machine the viewer may see."""
-    with fs.db.sessionmaker() as s:
-        visible_machine(s, viewer, machine_id)
-        req = s.scalar(select(Request).where(
-            Request.command == "screenshot", Request.machine_id == machine_id,
-            Request.status == queue.DONE).order_by(Request.id.desc()))
-    result = req.result if req is not None else None
-    path = result if isinstance(result, str) else (
-        (result or {}).get("path") if isinstance(result, dict) else None)
-    if not isinstance(path, str) or not path.endswith(".png") or not Path(path).is_file():
-        raise NotFound("no screenshot yet")
-    return Path(path)

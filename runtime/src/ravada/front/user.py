@@ -16,7 +16,7 @@ from flask import (
     url_for,
 )
 
-from ravada.front import accounts, consoles, machines, policies, web
+from ravada.front import accounts, consoles, displays, machines, policies, web
 from ravada.front.errors import Conflict, Unavailable
 from ravada.front.state import front
 
@@ -54,7 +54,7 @@ def display(machine_id: int) -> Any:
     info = None
     rid = request.args.get("request", "")
     if rid.isdigit() and len(rid) <= 10:
-        info = machines.display_of_request(front(), web.current(), machine_id, int(rid),
+        info = displays.display_of_request(front(), web.current(), machine_id, int(rid),
                                            web.browser_host())
     return _display_page(machine_id, info, None)
 
@@ -65,7 +65,7 @@ def display_open(machine_id: int) -> Any:
     """"Connect": open the display for this viewer's address (a fresh password)."""
     info, problem = None, None
     try:
-        info, _ = machines.open_display(front(), web.current(), machine_id, web.client_ip(),
+        info, _ = displays.open_display(front(), web.current(), machine_id, web.client_ip(),
                                         browser_host=web.browser_host())
     except (Conflict, Unavailable) as exc:
         problem = exc.detail

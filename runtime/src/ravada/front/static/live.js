@@ -28,7 +28,7 @@ async function follow(el) {
     try {
       const resp = await fetch(url, { credentials: "same-origin",
                                       headers: { "Accept": "application/json" } });
-      if (resp.status === 401 || resp.status === 403) return;  // logged out: stop
+      if ([401, 403, 404].includes(resp.status)) return;  // logged out, or it is gone: stop
       if (!resp.ok) { await sleep(Number(resp.headers.get("Retry-After") || 30) * 1000); continue; }
       data = await resp.json();
     } catch (err) {
