@@ -26,18 +26,19 @@ _NOT_LIVE = (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_OPERATION_INVALID,
 
 
 def _try_live(guest: Guest, what: str, fn: object) -> bool:
-    """Run ``fn(dom)`` on the running domain; False when libvirt says it cannot be live."""
+    """Run ``fn(dom)`` on the running domain; False when it cannot be done live."""
     def run(dom: libvirt.virDomain) -> bool:
         if not dom.isActive():
             return False
         try:
             return fn(dom) is not False  # type: ignore[operator]
         except libvirt.libvirtError as err:
-            if err.get_error_code() in _NOT_LIVE:
-                log.info("%s of %s waits for the next start: %s", what, guest.name,
-                         err.get_error_message())
-                return False
-            raise
+            # Whatever the reason (no support, no free hot-plug slot, a guest that does not
+            # answer), the persistent definition already has the change: it waits.
+            level = logging.INFO if err.get_error_code() in _NOT_LIVE else logging.WARNING
+            log.log(level, "%s of %s waits for the next start: %s", what, guest.name,
+                    err.get_error_message())
+            return False
 
     return guest._run(what, run)
 
