@@ -69,7 +69,8 @@ def set_vcpus(guest: Guest, vcpus: int) -> bool:
 
 
 def set_cdrom(guest: Guest, iso: str | None) -> bool:
-    """Insert ``iso`` into (or, None, eject) the running domain's cdrom."""
+    """Insert ``iso`` into (or, None, eject) the running domain's cdrom; True when the live
+    domain shows it so (a tray the guest keeps locked is forced: an admin asked)."""
     disk = ET.Element("disk", type="file", device="cdrom")
     ET.SubElement(disk, "driver", name="qemu", type="raw")
     if iso:
@@ -77,8 +78,15 @@ def set_cdrom(guest: Guest, iso: str | None) -> bool:
     ET.SubElement(disk, "target", dev="sda", bus="sata")
     ET.SubElement(disk, "readonly")
     xml = ET.tostring(disk, encoding="unicode")
-    return _try_live(guest, "change the cdrom of",
-                     lambda dom: dom.updateDeviceFlags(xml, libvirt.VIR_DOMAIN_AFFECT_LIVE))
+
+    def fn(dom: libvirt.virDomain) -> bool:
+        dom.updateDeviceFlags(xml, libvirt.VIR_DOMAIN_AFFECT_LIVE
+                              | libvirt.VIR_DOMAIN_DEVICE_MODIFY_FORCE)
+        source = ET.fromstring(dom.XMLDesc(0)).find("devices/disk[@device='cdrom']/source")
+        now = source.get("file") if source is not None else None
+        return (now or None) == (iso or None)
+
+    return _try_live(guest, "change the cdrom of", fn)
 
 
 def attach_disk(guest: Guest, path: str, dev: str) -> bool:
