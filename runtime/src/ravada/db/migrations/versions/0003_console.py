@@ -2,7 +2,7 @@
 machines.last_started_at
 
 Revision ID: 0003_console
-Revises: 0003_isolib
+Revises: 0003_oidc
 """
 
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ from alembic import op
 from sqlalchemy.dialects import mysql
 
 revision = "0003_console"
-down_revision = "0003_isolib"
+down_revision = "0003_oidc"
 branch_labels = None
 depends_on = None
 
