@@ -2,7 +2,7 @@
 machines.last_started_at
 
 Revision ID: 0003_console
-Revises: 0003_oidc
+Revises: 0003_classroom2
 """
 
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ from alembic import op
 from sqlalchemy.dialects import mysql
 
 revision = "0003_console"
-down_revision = "0003_oidc"
+down_revision = "0003_classroom2"
 branch_labels = None
 depends_on = None
 
