@@ -17,9 +17,12 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
+import time
 import tomllib
 from pathlib import Path
 
@@ -50,26 +53,48 @@ def requirements(source: Path) -> list[str]:
     return list(project.get("dependencies", [])) + BUILD_REQUIREMENTS, project["version"]
 
 
-def download_wheels(reqs: list[str], dest: Path, python: str, arch: str) -> None:
-    """pip download for the server's interpreter, skipped when the set is cached."""
-    key = hashlib.sha256(json.dumps([reqs, python, arch]).encode()).hexdigest()
-    stamp = dest / ".complete"
-    if stamp.is_file() and stamp.read_text() == key:
-        return
-    dest.mkdir(parents=True, exist_ok=True)
-    for old in dest.glob("*.whl"):
-        old.unlink()
+def download_wheels(reqs: list[str], cache: Path, python: str, arch: str) -> list[Path]:
+    """pip download for the server's interpreter, once per dependency set.
+
+    Each set has a directory of its own (named by its key) that appears whole, by a
+    rename, only after pip finished: two checkouts with different dependencies, or two
+    playbooks at once, never bundle each other's wheels or a half-downloaded set.
+    """
+    key = hashlib.sha256(json.dumps([reqs, python, arch]).encode()).hexdigest()[:16]
+    dest = cache / "wheels" / key
+    if dest.is_dir():
+        return sorted(dest.glob("*.whl"))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=dest.parent))
     abi = "cp" + python.replace(".", "")
     cmd = [
         sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
         "--only-binary=:all:", "--implementation", "cp", "--python-version", python,
-        "--abi", abi, "--abi", "abi3", "--abi", "none", "--dest", str(dest),
+        "--abi", abi, "--abi", "abi3", "--abi", "none", "--dest", str(work),
     ]
     for tag in MANYLINUX:
         cmd += ["--platform", f"{tag}_{arch}"]
     cmd += ["--platform", "any"]
-    subprocess.run(cmd + reqs, check=True, stdout=sys.stderr)
-    stamp.write_text(key)
+    try:
+        subprocess.run(cmd + reqs, check=True, stdout=sys.stderr)
+        work.rename(dest)
+    except OSError:
+        if not dest.is_dir():  # not another run's set, finished first: a real error
+            raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return sorted(dest.glob("*.whl"))
+
+
+def prune(cache: Path, keep: Path, max_age: float = 86400.0) -> None:
+    """Drop bundles not built for a day (another run may still be copying a newer one)."""
+    now = time.time()
+    for old in cache.glob("ravada-bundle-*.tar"):
+        try:
+            if old != keep and now - old.stat().st_mtime > max_age:
+                old.unlink()
+        except FileNotFoundError:
+            pass
 
 
 def add_file(tar: tarfile.TarFile, path: Path, arcname: str) -> None:
@@ -99,18 +124,26 @@ def main() -> int:
     cache.mkdir(parents=True, exist_ok=True)
     wheels: list[Path] = []
     if args.mode == "wheelhouse":
-        download_wheels(reqs, cache / "wheels", args.python, args.arch)
-        wheels = sorted((cache / "wheels").glob("*.whl"))
+        wheels = download_wheels(reqs, cache, args.python, args.arch)
 
-    bundle = cache / f"ravada-bundle-{args.mode}.tar"
-    tmp = bundle.with_suffix(".tmp")
-    with tarfile.open(tmp, "w", format=tarfile.GNU_FORMAT) as tar:
-        for path in source_files(source):
-            add_file(tar, path, "src/" + path.relative_to(source).as_posix())
-        for path in wheels:
-            add_file(tar, path, "wheels/" + path.name)
-    tmp.replace(bundle)
-    digest = hashlib.sha256(bundle.read_bytes()).hexdigest()
+    # Written under a private name, then named by its checksum: a playbook copies the
+    # bundle it built even when another checkout builds one at the same time.
+    fd, tmp_name = tempfile.mkstemp(prefix=".bundle-", suffix=".tmp", dir=cache)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w",
+                                                      format=tarfile.GNU_FORMAT) as tar:
+            for path in source_files(source):
+                add_file(tar, path, "src/" + path.relative_to(source).as_posix())
+            for path in wheels:
+                add_file(tar, path, "wheels/" + path.name)
+        tmp.chmod(0o644)
+        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+        bundle = cache / f"ravada-bundle-{args.mode}-{digest[:16]}.tar"
+        tmp.replace(bundle)
+    finally:
+        tmp.unlink(missing_ok=True)
+    prune(cache, keep=bundle)
     print(json.dumps({"path": str(bundle), "sha256": digest, "version": version,
                       "wheels": len(wheels)}))
     return 0
