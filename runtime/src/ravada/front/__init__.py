@@ -33,7 +33,13 @@ class SessionInterface(SecureCookieSessionInterface):
 
 def create_app(config: Config, db: Database | None = None) -> Flask:
     """The rvd_front WSGI application for ``config`` (``db`` defaults to config.database.url)."""
-    from ravada.front import totp_routes  # noqa: F401 (registers its views)
+    from ravada.front import (  # noqa: F401 (importing them registers their views)
+        api_machines,
+        api_requests,
+        api_session,
+        api_users,
+        totp_routes,
+    )
     from ravada.front.admin import bp as admin_bp
     from ravada.front.api import bp as api_bp
     from ravada.front.auth import bp as auth_bp
