@@ -64,7 +64,7 @@ def test_node_reaches_the_broker_database_over_tls_with_its_own_account(node):
     assert cipher, "the connection is not encrypted"
     assert user == f"ravada_{node.name}@{node.ip}"
     # Without TLS the account is refused (REQUIRE SSL).
-    plain = _sql(node, url.replace("ssl_ca=/etc/ravada/db-ca.pem&", ""))
+    plain = _sql(node, url.replace("ssl_ca=/etc/ravada/db-ca.pem&", "ssl_disabled=True&"))
     assert plain.returncode != 0 and "Access denied" in plain.stderr, plain.stderr
     # Data rights only: the schema is the broker's.
     ddl = _sql(node, url, "CREATE TABLE node_probe (i INT)")
