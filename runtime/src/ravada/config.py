@@ -109,6 +109,23 @@ class ConsoleConfig:
 
 
 @dataclass
+class NodeConfig:
+    """This backend's hypervisor node (docs/nodes.md); empty values take the defaults."""
+
+    name: str = ""  # default: the short host name
+    display_address: str = ""  # default: display.public_host
+    cluster_address: str = ""  # where rvd_console reaches VNC; "" = on the broker itself
+    libvirt_uri: str = ""  # how other backends reach this libvirt (base copies); "" = none
+    enabled: bool = True  # at the first registration; admins toggle it in the database
+    heartbeat_timeout: int = 30
+    max_desktops: int = 0
+    memory_mb: int = 0
+    tls_ca_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+
+
+@dataclass
 class Config:
     log_level: str = "INFO"
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
@@ -119,6 +136,7 @@ class Config:
     front: FrontConfig = field(default_factory=FrontConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    node: NodeConfig = field(default_factory=NodeConfig)
     path: str | None = None
 
 
@@ -220,10 +238,33 @@ def _validate(cfg: Config) -> None:
         ipaddress.ip_address(cfg.display.listen)
     except ValueError:
         raise ConfigError(f"display.listen: not an IP address: {cfg.display.listen!r}") from None
+    _check_node(cfg.node)
     try:
         check_auth(cfg.auth)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+
+
+NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+
+
+def _check_node(node: NodeConfig) -> None:
+    if node.name and not NODE_NAME.fullmatch(node.name):
+        raise ConfigError(f"node.name: 1-63 letters, digits, '.', '-' or '_', got {node.name!r}")
+    if not 5 <= node.heartbeat_timeout <= 3600:
+        raise ConfigError("node.heartbeat_timeout: from 5 to 3600 seconds")
+    for key in ("max_desktops", "memory_mb"):
+        if getattr(node, key) < 0:
+            raise ConfigError(f"node.{key}: 0 (no override) or more")
+    for key in ("display_address", "cluster_address"):
+        value = getattr(node, key)
+        if value and (not value.isprintable() or " " in value or "/" in value):
+            raise ConfigError(f"node.{key}: a host name or IP address, got {value!r}")
+    if node.libvirt_uri:
+        check_libvirt_uri(node.libvirt_uri, "node.libvirt_uri")
+    for key in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
+        if getattr(node, key) and not os.path.isabs(getattr(node, key)):
+            raise ConfigError(f"node.{key}: an absolute path")
 
 
 def check_libvirt_uri(uri: str, key: str = "libvirt.uri") -> None:

@@ -24,7 +24,7 @@ from sqlalchemy import and_, func, or_, text, update
 from sqlalchemy import select as sql_select
 from sqlalchemy.orm import Session
 
-from ravada import waiters
+from ravada import placement, waiters
 from ravada.db import Database, Machine, Request, utcnow
 
 REQUESTED, WORKING, DONE, FAILED = "requested", "working", "done", "failed"
@@ -39,9 +39,19 @@ def enqueue(
     machine_id: int | None = None,
     user_id: int | None = None,
     timeout: int | None = None,
+    node_id: int | None = None,
 ) -> Request:
-    """Add a request row (flushed, so ``.id`` is set; the caller commits)."""
-    req = Request(command=command, args=dict(args or {}), machine_id=machine_id,
+    """Add a request row (flushed, so ``.id`` is set; the caller commits).
+
+    Without ``node_id`` the request is routed (:func:`ravada.placement.route`): to its
+    machine's node, or placed on one for a new desktop; None lets any backend claim it.
+    """
+    args = dict(args or {})
+    if node_id is None:
+        node_id, decision = placement.route(session, command, args, machine_id, user_id)
+        if decision is not None:
+            args["placement"] = decision
+    req = Request(command=command, args=args, machine_id=machine_id, node_id=node_id,
                   user_id=user_id, timeout=timeout, status=REQUESTED, created_at=utcnow())
     session.add(req)
     session.flush()
@@ -126,6 +136,7 @@ UPDATE requests SET status = 'working', worker = :worker, started_at = :now,
        attempts = attempts + 1
  WHERE id = (SELECT r.id FROM requests r
               WHERE r.status = 'requested'
+                AND (:node IS NULL OR r.node_id IS NULL OR r.node_id = :node)
                 AND (r.machine_id IS NULL OR (
                      NOT EXISTS (
                        SELECT 1 FROM requests w
@@ -148,7 +159,7 @@ def _conflict(a: str, b: str) -> bool:
     return not (a == SHARED_COMMAND and b == SHARED_COMMAND)
 
 
-def claim(db: Database, worker: str) -> int | None:
+def claim(db: Database, worker: str, node_id: int | None = None) -> int | None:
     """Atomically move the oldest runnable request to ``working``; return its id.
 
     Runnable: no conflicting request of its machine is working or waiting ahead of it
@@ -156,18 +167,20 @@ def claim(db: Database, worker: str) -> int | None:
     by side). SQLite does it in one UPDATE (writers are serialised by the database
     lock); MariaDB locks the candidate rows with ``FOR UPDATE SKIP LOCKED`` and the
     machine row, so concurrent backends neither share a request nor break that rule.
+    ``node_id``: the claimer's node; it takes requests for that node or for any node
+    (None: every request, for tools and single-host tests).
     """
     if db.dialect == "sqlite":
         with db.session() as s:
             return s.execute(_SQLITE_CLAIM, {"worker": worker, "now": utcnow(),
-                                             "shared": SHARED_COMMAND}).scalar()
+                                             "shared": SHARED_COMMAND, "node": node_id}).scalar()
     with db.session() as s:
+        runnable = sql_select(Request.id, Request.machine_id, Request.command).where(
+            Request.status == REQUESTED)
+        if node_id is not None:
+            runnable = runnable.where(or_(Request.node_id.is_(None), Request.node_id == node_id))
         candidates = s.execute(
-            sql_select(Request.id, Request.machine_id, Request.command)
-            .where(Request.status == REQUESTED)
-            .order_by(Request.id).limit(32)
-            .with_for_update(skip_locked=True)
-        ).all()
+            runnable.order_by(Request.id).limit(32).with_for_update(skip_locked=True)).all()
         waiting: dict[int, list[str]] = {}  # machine -> commands of older skipped requests
         for req_id, machine_id, command in candidates:
             if machine_id is not None:

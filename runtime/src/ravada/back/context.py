@@ -46,6 +46,8 @@ class Context:
     screenshot_dir: Path = field(default_factory=lambda: Path(SCREENSHOT_DIR))
     # background ISO transfers (ravada.back.isolib.Transfers); None: run them inline
     transfers: Any = None
+    # this backend's row in ``nodes`` (ravada.back.nodes); None until it registered
+    node_id: int | None = None
 
     @property
     def storage(self) -> Storage:
@@ -53,8 +55,10 @@ class Context:
 
     @property
     def public_host(self) -> str:
-        """What display clients connect to."""
-        return self.config.display.public_host or self.config.display.listen
+        """What display clients connect to: this node's display address."""
+        node = self.config.node
+        return (node.display_address or self.config.display.public_host
+                or self.config.display.listen)
 
 
 def make_firewall(config: Config) -> Firewall:

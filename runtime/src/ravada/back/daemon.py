@@ -22,6 +22,7 @@ import ravada
 from ravada import queue, waiters
 from ravada.back import handlers as handlers_mod
 from ravada.back import isolib
+from ravada.back import nodes as rnodes
 from ravada.back.context import SCREENSHOT_DIR, Context, Job, make_firewall
 from ravada.back.errors import RequestError
 from ravada.back.handlers import Handler
@@ -100,6 +101,8 @@ class Daemon:
         if before != head:
             log.info("database upgraded from %s to %s", before or "empty", head)
         self._heartbeat(first=True)
+        self.ctx.node_id = rnodes.register(self.config, self.db, self.host)
+        rnodes.adopt(self.db, self.host, self.ctx.node_id)
         clean_stale_backends(self.ctx, self.name)
         counts = recover(self.ctx, self.name)
         if any(counts.values()):
@@ -125,6 +128,8 @@ class Daemon:
                                 heartbeat_at=now))
             else:
                 row.heartbeat_at = now
+        if self.ctx.node_id is not None:
+            rnodes.heartbeat(self.db, self.host, self.ctx.node_id)
         self._next_beat = time.monotonic() + HEARTBEAT
 
     # -- main loop --------------------------------------------------------------------
@@ -165,7 +170,7 @@ class Daemon:
         try:
             while self._free_slots() > 0 and not self._stopping.is_set():
                 try:
-                    req_id = queue.claim(self.db, self.name)
+                    req_id = queue.claim(self.db, self.name, self.ctx.node_id)
                 except Exception:
                     log.exception("claim failed")
                     return

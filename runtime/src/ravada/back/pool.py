@@ -44,7 +44,8 @@ def take(ctx: Context, base: Machine, user_id: int) -> Machine | None:
     with ctx.db.sessionmaker() as s:  # a read: no transaction to commit
         ids = s.scalars(select(Machine.id).where(
             Machine.base_id == base.id, Machine.is_pool.is_(True), Machine.owner_id.is_(None),
-            Machine.state.in_(("running", "shutdown")))
+            Machine.state.in_(("running", "shutdown")),
+            Machine.node_id == ctx.node_id if ctx.node_id is not None else Machine.id > 0)
             .order_by(case((Machine.state == "running", 0), else_=1), Machine.id)).all()
     pol = timers.policy_of(base)
     for machine_id in ids:

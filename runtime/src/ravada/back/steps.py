@@ -87,7 +87,7 @@ def new_machine(ctx: Context, job: Job, **fields: Any) -> int:
     """Insert the row in state ``creating``; a taken name is a clear error."""
     try:
         with ctx.db.session() as s:
-            machine = Machine(state="creating", **fields)
+            machine = Machine(state="creating", node_id=ctx.node_id, **fields)
             s.add(machine)
             s.flush()
             machine_id = machine.id

@@ -6,7 +6,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 
 from ravada import hardware, queue, waiters
 from ravada.back import timers
@@ -54,8 +54,15 @@ def _write(s: Any, machine: Machine, state: str, display: dict[str, Any] | None,
     return before != (machine.state, machine.display)
 
 
+def mine(ctx: Context) -> Any:
+    """The machines this backend answers for: its node's, and the unplaced ones."""
+    if ctx.node_id is None:
+        return Machine.id.is_not(None)
+    return or_(Machine.node_id == ctx.node_id, Machine.node_id.is_(None))
+
+
 def sync_all(ctx: Context) -> dict[str, int]:
-    """Every machine's state and display from libvirt; returns counts.
+    """Every machine's (of this node) state and display from libvirt; returns counts.
 
     Read the rows, ask libvirt (and close the ports of stopped machines), then write in one
     short transaction; a row a request took meanwhile (``BUSY``) is left alone.
@@ -64,7 +71,7 @@ def sync_all(ctx: Context) -> dict[str, int]:
     counts = {"machines": 0, "changed": 0, "missing": 0}
     remove: list[int] = []
     with ctx.db.sessionmaker() as s:
-        rows = [(m.id, m.name, m.state) for m in s.scalars(select(Machine))]
+        rows = [(m.id, m.name, m.state) for m in s.scalars(select(Machine).where(mine(ctx)))]
     seen: dict[int, tuple[str, dict[str, Any] | None]] = {}
     for machine_id, name, state in rows:
         counts["machines"] += 1
@@ -89,12 +96,13 @@ def sync_all(ctx: Context) -> dict[str, int]:
 
 
 def reconcile_firewall(ctx: Context) -> int:
-    """Make the chain hold exactly the rules of running machines; drop other rows."""
+    """Make the chain hold exactly the rules of this node's running machines; drop other
+    rows of its machines (another node's rules are that node's backend's)."""
     ctx.firewall.ensure_chain()
     desired: list[Rule] = []
     with ctx.db.session() as s:
         rows = s.execute(select(FirewallRule, Machine).join(
-            Machine, Machine.id == FirewallRule.machine_id)
+            Machine, Machine.id == FirewallRule.machine_id).where(mine(ctx))
             .order_by(FirewallRule.created_at, FirewallRule.id)).all()
         stale = []
         for rule, machine in rows:

@@ -5,6 +5,7 @@ from ravada.db.models import (
     Backend,
     Base,
     BaseAccess,
+    BaseCopy,
     ConsoleSession,
     FirewallRule,
     Group,
@@ -12,6 +13,7 @@ from ravada.db.models import (
     Iso,
     LoginAttempt,
     Machine,
+    Node,
     RecoveryCode,
     Request,
     Setting,
@@ -21,7 +23,8 @@ from ravada.db.models import (
 from ravada.db.session import Database
 
 __all__ = [
-    "ApiToken", "Backend", "Base", "BaseAccess", "ConsoleSession", "Database", "FirewallRule",
+    "ApiToken", "Backend", "Base", "BaseAccess", "BaseCopy", "ConsoleSession", "Database",
+    "FirewallRule",
     "Group", "GroupMember", "Iso", "LoginAttempt",
-    "Machine", "RecoveryCode", "Request", "Setting", "User", "utcnow",
+    "Machine", "Node", "RecoveryCode", "Request", "Setting", "User", "utcnow",
 ]

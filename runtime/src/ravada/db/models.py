@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -162,6 +163,11 @@ class Machine(Base):
     started_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
     run_until: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True, index=True)
     idle_until: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True, index=True)
+    # the hypervisor node its domain lives on (None: not placed yet, adopted at a start)
+    node_id: Mapped[int | None] = mapped_column(
+        ForeignKey("nodes.id", ondelete="SET NULL"), nullable=True, index=True)
+    # a base: the nodes its clones may be placed on (node names); None: any
+    pinned_nodes: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
 
     owner: Mapped[User | None] = relationship(back_populates="machines")
     base: Mapped[Machine | None] = relationship(remote_side="Machine.id", back_populates="clones")
@@ -186,6 +192,8 @@ class Request(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     timeout: Mapped[int | None] = mapped_column(Integer, nullable=True)
     worker: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # only this node's backend claims it; None: any backend
+    node_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
@@ -228,6 +236,46 @@ class Backend(Base):
     version: Mapped[str] = mapped_column(String(32), default="")
     started_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+class Node(Base):
+    """A hypervisor host running its own rvd_back; its heartbeat says it is up and its load."""
+
+    __tablename__ = "nodes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    display_address: Mapped[str] = mapped_column(String(255), default="")
+    cluster_address: Mapped[str] = mapped_column(String(255), default="")
+    libvirt_uri: Mapped[str] = mapped_column(String(255), default="")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    draining: Mapped[bool] = mapped_column(Boolean, default=False)
+    max_desktops: Mapped[int] = mapped_column(Integer, default=0)
+    memory_mb: Mapped[int] = mapped_column(Integer, default=0)
+    mem_total_mb: Mapped[int] = mapped_column(Integer, default=0)
+    mem_free_mb: Mapped[int] = mapped_column(Integer, default=0)
+    running: Mapped[int] = mapped_column(Integer, default=0)
+    vcpus: Mapped[int] = mapped_column(Integer, default=0)
+    version: Mapped[str] = mapped_column(String(32), default="")
+    heartbeat_timeout: Mapped[int] = mapped_column(Integer, default=30)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+
+
+class BaseCopy(Base):
+    """A base's volumes on a node: ``ready`` once copied and checksummed."""
+
+    __tablename__ = "base_copies"
+    __table_args__ = (UniqueConstraint("machine_id", "node_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    machine_id: Mapped[int] = mapped_column(ForeignKey("machines.id", ondelete="CASCADE"))
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), index=True)
+    state: Mapped[str] = mapped_column(String(16), default="copying")  # copying|ready|failed
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
 
 
 class ApiToken(Base):

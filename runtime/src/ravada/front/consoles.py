@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from flask import request
+from sqlalchemy import select
 
 from ravada import console
 from ravada.config import parse_listen
+from ravada.db import Node
 from ravada.front import displays
 from ravada.front.state import FrontState, Viewer
 
@@ -36,6 +38,14 @@ def ws_url(fs: FrontState, configured: str, token: str) -> str:
     return f"{base}{'&' if '?' in base else '?'}token={token}"
 
 
+def _cluster_address(fs: FrontState, node_id: int | None) -> str:
+    """Where rvd_console reaches the VNC ports of a node ("": on this host)."""
+    if node_id is None:
+        return ""
+    with fs.db.sessionmaker() as s:
+        return s.scalar(select(Node.cluster_address).where(Node.id == node_id)) or ""
+
+
 def ticket(fs: FrontState, viewer: Viewer, machine_id: int, client_ip: str,
            configured_url: str, wait: float = 10.0) -> dict[str, Any]:
     """A fresh display password and a console token for the machine's VNC port.
@@ -45,6 +55,9 @@ def ticket(fs: FrontState, viewer: Viewer, machine_id: int, client_ip: str,
     info, m = displays.open_display(fs, viewer, machine_id, client_ip, wait, console=True)
     listen = (m.display or {}).get("listen") or ""
     host = "127.0.0.1" if listen in ANY_ADDRESS else listen
+    cluster = _cluster_address(fs, m.node_id)
+    if cluster:  # the machine runs on another hypervisor: rvd_console goes there
+        host = cluster
     port = (info.get("vnc") or {}).get("port") or (m.display or {}).get("vnc")
     token = console.make_token(fs.secret_key, user_id=viewer.id, machine_id=machine_id,
                                host=host, port=int(port),
