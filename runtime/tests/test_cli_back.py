@@ -14,7 +14,7 @@ import yaml
 from sqlalchemy import select
 
 from ravada import queue
-from ravada.db import Backend, Database, Machine, User
+from ravada.db import Backend, Database, Machine, Node, User
 from ravada.db.migrate import head_revision
 from ravada.passwords import verify_password
 
@@ -111,21 +111,23 @@ def test_make_admin_remove_user(conf: Path, pwfile: Path, db_url: str) -> None:
 def test_list(conf: Path, pwfile: Path, db_url: str) -> None:
     r = rvd(conf, "--list")
     assert r.returncode == 0 and r.stdout.split() == ["ID", "NAME", "STATE", "OWNER", "BASE",
-                                                      "IS_BASE"]
+                                                      "IS_BASE", "NODE"]
     rvd(conf, "--add-user", "dave", "--password-file", str(pwfile))
     db = Database(db_url)
     try:
         with db.session() as s:
             dave = s.scalar(select(User).where(User.name == "dave"))
             base = Machine(name="deb12", state="shutdown", is_base=True)
-            s.add(base)
+            node = Node(name="node7")
+            s.add_all([base, node])
             s.flush()
-            s.add(Machine(name="deb12-dave", state="running", owner_id=dave.id, base_id=base.id))
+            s.add(Machine(name="deb12-dave", state="running", owner_id=dave.id, base_id=base.id,
+                          node_id=node.id))
     finally:
         db.dispose()
     lines = rvd(conf, "--list").stdout.splitlines()
-    assert lines[1].split()[1:] == ["deb12", "shutdown", "-", "-", "yes"]
-    assert lines[2].split()[1:] == ["deb12-dave", "running", "dave", "deb12", "no"]
+    assert lines[1].split()[1:] == ["deb12", "shutdown", "-", "-", "yes", "-"]
+    assert lines[2].split()[1:] == ["deb12-dave", "running", "dave", "deb12", "no", "node7"]
 
 
 def test_upgrade_db_is_idempotent(conf: Path) -> None:

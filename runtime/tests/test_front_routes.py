@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from test_front_support import World, csrf_of, world  # noqa: F401
 
 from ravada.auth import groups
-from ravada.db import Iso, Request
+from ravada.db import Iso, Node, Request
 
 STATIC_ARGS = {"filename": "style.css"}
 
@@ -59,7 +59,12 @@ def _alice_ids(w: World) -> dict[str, int]:
         s.add(iso)
         s.flush()
         iso_id = iso.id
-    return {"iso_id": iso_id, "machine_id": w.alice_vm, "base_id": w.private_base,
+        node = Node(name="node-" + str(iso_id))
+        s.add(node)
+        s.flush()
+        node_id = node.id
+    return {"iso_id": iso_id, "node_id": node_id, "machine_id": w.alice_vm,
+            "base_id": w.private_base,
             "user_id": w.alice, "token_id": tok.json["id"], "req_id": req.json["request_id"],
             "group_id": group_id}
 
@@ -75,7 +80,7 @@ ADMIN_API = {"api.machines_create", "api.machine_public", "api.machine_prepare_b
              "api.base_policy_get", "api.base_policy_update",
              "api.groups_list", "api.groups_create", "api.groups_delete", "api.groups_member_add",
              "api.groups_member_remove", "api.base_access_get", "api.base_access_put",
-             "api.users_totp_reset"}
+             "api.users_totp_reset", "api.nodes_list", "api.nodes_get", "api.nodes_update"}
 
 
 def test_every_route_answers_without_server_errors(world: World) -> None:

@@ -13,7 +13,7 @@ from ravada import queue
 from ravada.auth import groups
 from ravada.auth.totp import reset_audited
 from ravada.config import Config
-from ravada.db import Backend, Database, Machine, Request, User, utcnow
+from ravada.db import Backend, Database, Machine, Node, Request, User, utcnow
 from ravada.passwords import check_policy, hash_password
 
 FRESH = timedelta(seconds=15)  # a backend whose heartbeat is older is not running
@@ -102,24 +102,27 @@ class MachineRow:
     owner: str
     base: str
     is_base: bool
+    node: str = "-"
 
 
 def list_machines(db: Database) -> list[MachineRow]:
     base = aliased(Machine)
     with db.session() as s:
         rows = s.execute(
-            select(Machine, User.name, base.name)
+            select(Machine, User.name, base.name, Node.name)
             .outerjoin(User, User.id == Machine.owner_id)
             .outerjoin(base, base.id == Machine.base_id)
+            .outerjoin(Node, Node.id == Machine.node_id)
             .order_by(Machine.name)).all()
-        return [MachineRow(m.id, m.name, m.state, owner or "-", base_name or "-", m.is_base)
-                for m, owner, base_name in rows]
+        return [MachineRow(m.id, m.name, m.state, owner or "-", base_name or "-", m.is_base,
+                           node or "-")
+                for m, owner, base_name, node in rows]
 
 
 def format_table(rows: list[MachineRow]) -> str:
-    head = ("ID", "NAME", "STATE", "OWNER", "BASE", "IS_BASE")
-    body = [(str(r.id), r.name, r.state, r.owner, r.base, "yes" if r.is_base else "no")
-            for r in rows]
+    head = ("ID", "NAME", "STATE", "OWNER", "BASE", "IS_BASE", "NODE")
+    body = [(str(r.id), r.name, r.state, r.owner, r.base, "yes" if r.is_base else "no",
+             r.node) for r in rows]
     widths = [max(len(x) for x in col) for col in zip(head, *body, strict=False)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
                      for line in (head, *body))

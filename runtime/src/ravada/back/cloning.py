@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from ravada import display as rdisplay
 from ravada import hardware
-from ravada.back import desktops, limits, pool
+from ravada.back import basecopy, desktops, limits, pool
 from ravada.back.args import bool_arg, client_ip_arg
 from ravada.back.context import Context, Job
 from ravada.back.errors import RequestError
@@ -30,6 +30,17 @@ from ravada.firewall import FirewallError
 from ravada.virt import Guest, VirtError
 
 
+def _base_disks(ctx: Context, base: Machine) -> list[str]:
+    """The base image here: the base's own disk on its node, the copied volume elsewhere."""
+    if base.node_id is None or ctx.node_id is None or base.node_id == ctx.node_id:
+        return guest_of(ctx, base).disk_paths()
+    own = f"/{basecopy.base_volume_name(base.name)}"
+    found = [p for p in ctx.storage.volumes_named(f"{base.name}.base") if p.endswith(own)]
+    if not found:
+        raise RequestError(f"base {base.name!r} is not copied to this node yet")
+    return found
+
+
 def _make_clone(ctx: Context, job: Job, base: Machine, name: str,
                 password: tuple[str, datetime] | None = None, defined: str = "shutdown",
                 **fields: Any) -> tuple[int, Guest]:
@@ -38,7 +49,7 @@ def _make_clone(ctx: Context, job: Job, base: Machine, name: str,
     ``password``: the display's one-time password and expiry, defined with the domain so
     that starting it for a viewer needs no live device update. The overlay refuses a name
     whose volumes exist in the same storage-pool call that makes it (one pool lookup)."""
-    base_disks = guest_of(ctx, base).disk_paths()
+    base_disks = _base_disks(ctx, base)
     if not base_disks:
         raise RequestError(f"base {base.name!r} has no disk")
     if ctx.host.has_guest(name):

@@ -20,8 +20,8 @@ from sqlalchemy import delete
 
 import ravada
 from ravada import queue, waiters
+from ravada.back import basecopy, isolib
 from ravada.back import handlers as handlers_mod
-from ravada.back import isolib
 from ravada.back import nodes as rnodes
 from ravada.back.context import SCREENSHOT_DIR, Context, Job, make_firewall
 from ravada.back.errors import RequestError
@@ -103,6 +103,7 @@ class Daemon:
         self._heartbeat(first=True)
         self.ctx.node_id = rnodes.register(self.config, self.db, self.host)
         rnodes.adopt(self.db, self.host, self.ctx.node_id)
+        basecopy.queue_missing(self.ctx)  # a node added after its bases were prepared
         clean_stale_backends(self.ctx, self.name)
         counts = recover(self.ctx, self.name)
         if any(counts.values()):
@@ -186,6 +187,7 @@ class Daemon:
         """Orphans of backends whose heartbeat stopped (even if their pid lives on)."""
         self._next_recovery = time.monotonic() + RECOVER_EVERY
         try:
+            rnodes.mark_down(self.db, self.ctx.node_id)
             counts = recover(self.ctx, self.name, starting=False)
         except Exception:
             log.exception("recovery of dead backends' requests failed")

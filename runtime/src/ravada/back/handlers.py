@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from sqlalchemy import func, select, update
 
-from ravada.back import files, isolib, isos
+from ravada.back import basecopy, files, isolib, isos
 from ravada.back.args import DISK_GB, MEMORY_MB, VCPUS, int_arg, iso_path
 from ravada.back.cloning import clone
 from ravada.back.context import Context, Job
@@ -99,7 +99,8 @@ def prepare_base(ctx: Context, job: Job) -> Result:
                          iso, uuid=guest.uuid, hardware=machine.hardware))
     with ctx.db.session() as s:
         s.execute(update(Machine).where(Machine.id == machine.id).values(is_base=True))
-    return {"base_image": base_image}
+    copies = basecopy.queue_copies(ctx, machine.id)  # the other nodes fetch it
+    return {"base_image": base_image, **({"copies": copies} if copies else {})}
 
 
 def _clone_count(ctx: Context, base_id: int) -> int:
@@ -127,6 +128,7 @@ def remove_base(ctx: Context, job: Job) -> Result:
         raise
     with ctx.db.session() as s:
         s.execute(update(Machine).where(Machine.id == machine.id).values(is_base=False))
+    basecopy.forget_node_copies(ctx, machine.id)
     return {}
 
 
@@ -164,10 +166,11 @@ HANDLERS: dict[str, Handler] = {
     "refresh": refresh,
     "close_user": close_user,
     "hardware": change_hardware,
+    "copy_base": basecopy.copy,
     **isolib.HANDLERS,
 }
 
 # Safe to run again after a backend died in the middle of them (see recovery).
 RETRYABLE = frozenset({"start", "shutdown", "force_shutdown", "hibernate", "resume",
                        "open_display", "refresh", "screenshot", "remove", "close_user",
-                       "iso_import", "iso_download", "iso_scan"})
+                       "iso_import", "iso_download", "iso_scan", "copy_base"})

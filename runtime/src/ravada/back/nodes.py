@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 import ravada
 from ravada.config import Config
 from ravada.db import Database, Machine, Node, utcnow
+from ravada.placement import is_up
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +78,11 @@ def register(config: Config, db: Database, host: Any) -> int:
 
 
 def heartbeat(db: Database, host: Any, node_id: int) -> None:
-    """Say this node is alive, with its load."""
+    """Say this node is alive, with its load (libvirt read before the write transaction)."""
+    facts = _facts(host)
     with db.session() as s:
         s.execute(update(Node).where(Node.id == node_id)
-                  .values(heartbeat_at=utcnow(), **_facts(host)))
+                  .values(heartbeat_at=utcnow(), **facts))
 
 
 def adopt(db: Database, host: Any, node_id: int) -> int:
@@ -96,3 +98,24 @@ def adopt(db: Database, host: Any, node_id: int) -> int:
     if mine:
         log.info("node %d adopted %d machine(s) found in its libvirt", node_id, len(mine))
     return len(mine)
+
+
+def mark_down(db: Database, me: int | None) -> int:
+    """Machines of nodes whose heartbeat went stale show ``unknown`` (their backend cannot
+    say); when that backend starts again its refresh reads the true states from libvirt.
+
+    Any live backend does it (every few seconds, with the recovery of dead backends'
+    requests), so the pages, the API and the CLI read the one state column as they do.
+    """
+    now = utcnow()
+    with db.session() as s:
+        down = [n.id for n in s.scalars(select(Node)) if n.id != me and not is_up(n, now)]
+        if not down:
+            return 0
+        done = s.execute(update(Machine).where(
+            Machine.node_id.in_(down), Machine.state.not_in(("unknown", "creating", "removing")))
+            .values(state="unknown"))
+        count = done.rowcount or 0
+    if count:
+        log.warning("%d machine(s) of down node(s) %s marked unknown", count, down)
+    return count

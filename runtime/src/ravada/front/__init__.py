@@ -34,7 +34,9 @@ class SessionInterface(SecureCookieSessionInterface):
 def create_app(config: Config, db: Database | None = None) -> Flask:
     """The rvd_front WSGI application for ``config`` (``db`` defaults to config.database.url)."""
     from ravada.front import (  # noqa: F401 (importing them registers their views)
+        admin_nodes,
         api_machines,
+        api_nodes,
         api_requests,
         api_session,
         api_users,

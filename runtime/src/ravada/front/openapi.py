@@ -124,6 +124,13 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, Any]]] =
      "groups", _ref("AccessList"), {"admin": True, "body": {
          "type": "object", "required": ["groups"],
          "properties": {"groups": {"type": "array", "items": _int}}}}),
+    ("get", "/nodes", "Hypervisor nodes: state, load, memory, desktops (admin)", "nodes",
+     _list("Node"), {"admin": True}),
+    ("get", "/nodes/{node_id}", "One hypervisor node (admin)", "nodes", _ref("Node"),
+     {"admin": True}),
+    ("patch", "/nodes/{node_id}", "Enable, disable or drain a node: only new placements "
+     "change (admin)", "nodes", _ref("Node"), {"admin": True, "body": {
+         "type": "object", "properties": {"enabled": _bool, "draining": _bool}}}),
     ("get", "/settings", "Site settings (admin)", "settings", _ref("Settings"), {"admin": True}),
     ("patch", "/settings", "Change site settings (admin)", "settings", _ref("Settings"),
      {"admin": True, "body": _ref("Settings")}),
@@ -233,6 +240,16 @@ SCHEMAS: dict[str, Any] = {
                      id=_int, name=_str,
                      source={"type": "string", "enum": ["local", "ldap"]}, description=_str,
                      max_running=_null(_int), members={"type": "array", "items": _str}),
+    "Node": _object(
+        ["id", "name", "state", "enabled", "draining", "display_address", "cluster_address",
+         "running", "desktops", "bases", "vcpus", "mem_total_mb", "mem_free_mb",
+         "max_desktops", "memory_mb", "heartbeat_timeout", "version", "heartbeat_at"],
+        id=_int, name=_str,
+        state={"type": "string", "enum": ["up", "down", "disabled", "draining"]},
+        enabled=_bool, draining=_bool, display_address=_str, cluster_address=_str,
+        running=_int, desktops=_int, bases=_int, vcpus=_int, mem_total_mb=_int,
+        mem_free_mb=_int, max_desktops=_int, memory_mb=_int, heartbeat_timeout=_int,
+        version=_str, heartbeat_at=_time_or_null),
     "AccessList": _object(["groups"], groups={"type": "array", "items": _object(
         ["id", "name", "source"], id=_int, name=_str, source=_str)}),
     "Settings": {"type": "object", "properties": {
