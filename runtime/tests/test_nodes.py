@@ -7,6 +7,7 @@ inside a process, so each node's scope is what the database says is its own).
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections import Counter
@@ -287,3 +288,42 @@ def test_a_down_nodes_machines_show_unknown_until_it_is_back(
     assert states()[cluster.node_id("n1")] == "running"
     cluster.start("n2")  # back: its refresh reads libvirt
     assert states()[id2] == "running"
+
+
+def test_many_backends_claim_clones_of_one_base_without_deadlock_errors(db: Database) -> None:
+    """Eight claimers take 400 clones of one base while each "handler" inserts its clone row
+    (a foreign-key lock on the base): no claim fails (MariaDB deadlocks are retried, clones
+    take the base row in share mode) and no request is claimed twice."""
+    with db.session() as s:
+        base = Machine(name="b" + uuid.uuid4().hex[:6], is_base=True, state="shutdown")
+        s.add(base)
+        s.flush()
+        base_id = base.id
+        for i in range(400):
+            queue.enqueue(s, "clone", {"user_id": i}, machine_id=base_id)
+    errors: list[str] = []
+    claimed: list[int] = []
+
+    def claimer(k: int) -> None:
+        while True:
+            try:
+                req_id = queue.claim(db, f"w{k}")
+            except Exception as exc:
+                errors.append(str(exc)[:100])
+                continue
+            if req_id is None:
+                return
+            claimed.append(req_id)
+            with db.session() as s:
+                s.add(Machine(name=f"c{req_id}-{base_id}", base_id=base_id, state="creating"))
+                s.flush()
+                s.execute(update(Request).where(Request.id == req_id).values(result={}))
+            queue.finish(db, req_id, result={})
+
+    threads = [threading.Thread(target=claimer, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []
+    assert len(claimed) == len(set(claimed)) == 400

@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import and_, func, or_, text, update
 from sqlalchemy import select as sql_select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from ravada import placement, waiters
@@ -174,6 +175,25 @@ def claim(db: Database, worker: str, node_id: int | None = None) -> int | None:
         with db.session() as s:
             return s.execute(_SQLITE_CLAIM, {"worker": worker, "now": utcnow(),
                                              "shared": SHARED_COMMAND, "node": node_id}).scalar()
+    for attempt in range(DEADLOCK_RETRIES):
+        try:
+            return _claim_locking(db, worker, node_id)
+        except OperationalError as exc:
+            code = getattr(exc.orig, "args", [None])[0]
+            if code not in (1213, 1205) or attempt == DEADLOCK_RETRIES - 1:
+                raise
+            time.sleep(0.01 * (attempt + 1))  # InnoDB chose this claim as the victim
+    return None
+
+
+DEADLOCK_RETRIES = 4
+
+
+def _claim_locking(db: Database, worker: str, node_id: int | None) -> int | None:
+    """MariaDB's claim (see :func:`claim`). A clone takes its base's row in share mode:
+    clones of one base do not queue behind each other (nor behind the foreign-key checks
+    of the clones being inserted), while any other request for the base takes it
+    exclusively and so waits for them, as they wait for it."""
     with db.session() as s:
         runnable = sql_select(Request.id, Request.machine_id, Request.command).where(
             Request.status == REQUESTED)
@@ -190,7 +210,7 @@ def claim(db: Database, worker: str, node_id: int | None = None) -> int | None:
                     continue
                 # Serialise claimers of one machine on its row, then look again.
                 s.execute(sql_select(Machine.id).where(Machine.id == machine_id)
-                          .with_for_update())
+                          .with_for_update(read=command == SHARED_COMMAND))
                 busy = sql_select(func.count()).select_from(Request).where(
                     HOLDS_MACHINE, Request.machine_id == machine_id)
                 if command == SHARED_COMMAND:

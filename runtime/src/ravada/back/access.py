@@ -27,6 +27,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from ravada.back.context import Context
+from ravada.back.nodes import mine
 from ravada.db import FirewallRule, Machine, utcnow
 from ravada.firewall import normalize_ip
 
@@ -108,7 +109,7 @@ def close_user(ctx: Context, user_id: int) -> int:
     with ctx.db.session() as s:
         machines = s.scalars(select(Machine).join(
             FirewallRule, FirewallRule.machine_id == Machine.id)
-            .where(FirewallRule.user_id == user_id).distinct()).all()
+            .where(FirewallRule.user_id == user_id, mine(ctx)).distinct()).all()
         ports = {m.id: sorted(set(s.scalars(select(FirewallRule.port).where(
             FirewallRule.machine_id == m.id)))) for m in machines}
     for machine in machines:

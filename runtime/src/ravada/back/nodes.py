@@ -12,15 +12,23 @@ import logging
 import socket
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 import ravada
+from ravada.back.context import Context
 from ravada.config import Config
 from ravada.db import Database, Machine, Node, utcnow
 from ravada.placement import is_up
 
 log = logging.getLogger(__name__)
+
+
+def mine(ctx: Context) -> Any:
+    """The machines this backend answers for: its node's, and the unplaced ones."""
+    if ctx.node_id is None:
+        return Machine.id.is_not(None)
+    return or_(Machine.node_id == ctx.node_id, Machine.node_id.is_(None))
 
 
 def node_name(config: Config) -> str:

@@ -6,12 +6,13 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, select
 
 from ravada import hardware, queue, waiters
 from ravada.back import timers
 from ravada.back.context import Context
 from ravada.back.machines import forget_access
+from ravada.back.nodes import mine
 from ravada.db import FirewallRule, Machine
 from ravada.firewall import Rule
 from ravada.virt import GuestNotFound
@@ -52,13 +53,6 @@ def _write(s: Any, machine: Machine, state: str, display: dict[str, Any] | None,
     if timers.on_state(s, machine, before[0]) and remove is not None:
         remove.append(machine.id)
     return before != (machine.state, machine.display)
-
-
-def mine(ctx: Context) -> Any:
-    """The machines this backend answers for: its node's, and the unplaced ones."""
-    if ctx.node_id is None:
-        return Machine.id.is_not(None)
-    return or_(Machine.node_id == ctx.node_id, Machine.node_id.is_(None))
 
 
 def sync_all(ctx: Context) -> dict[str, int]:

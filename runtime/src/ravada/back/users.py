@@ -7,12 +7,25 @@ from typing import Any
 
 from sqlalchemy import delete, select, update
 
+from ravada import queue
 from ravada.back import access
 from ravada.back.context import Context, Job
 from ravada.back.errors import RequestError
-from ravada.db import ConsoleSession, FirewallRule, Machine, User, utcnow
+from ravada.back.nodes import mine
+from ravada.db import ConsoleSession, FirewallRule, Machine, Node, User, utcnow
 
 log = logging.getLogger(__name__)
+
+
+def _fan_out(ctx: Context, user_id: int) -> None:
+    """Each node's iptables are its own backend's: the other nodes close theirs."""
+    if ctx.node_id is None:
+        return
+    with ctx.db.session() as s:
+        others = s.scalars(select(Node.id).where(Node.id != ctx.node_id)).all()
+        for node_id in others:
+            queue.enqueue(s, "close_user", {"user_id": user_id, "fanout": True},
+                          node_id=node_id)
 
 
 def close_user(ctx: Context, job: Job) -> dict[str, Any]:
@@ -33,7 +46,7 @@ def close_user(ctx: Context, job: Job) -> dict[str, Any]:
         if not user.is_disabled:
             return {"user_id": user_id, "closed": [], "consoles_ended": 0}
         owned = s.execute(select(Machine.id, Machine.name)
-                          .where(Machine.owner_id == user_id)).all()
+                          .where(Machine.owner_id == user_id, mine(ctx))).all()
     for _, name in owned:
         ctx.firewall.close(name)
     access.close_user(ctx, user_id)  # and what they opened on other people's machines
@@ -47,5 +60,7 @@ def close_user(ctx: Context, job: Job) -> dict[str, Any]:
                           .values(ended_at=utcnow())).rowcount
     log.info("user %s disabled: closed %d machine(s), ended %d console session(s)",
              user_id, len(owned), ended)
+    if not job.args.get("fanout"):
+        _fan_out(ctx, user_id)
     return {"user_id": user_id, "closed": sorted(name for _, name in owned),
             "consoles_ended": int(ended or 0)}
