@@ -327,3 +327,15 @@ def test_many_backends_claim_clones_of_one_base_without_deadlock_errors(db: Data
         t.join(120)
     assert errors == []
     assert len(claimed) == len(set(claimed)) == 400
+
+
+def test_a_node_back_from_a_stall_refreshes_its_machines(cluster: Cluster, db: Database) -> None:
+    n1 = cluster.start("n1")
+    base = base_on(n1)
+    (node, _), = clone_nodes(n1, base, users(db, 1))
+    with db.session() as s:  # what another backend wrote while n1 beat no more
+        s.execute(update(Machine).where(Machine.base_id == base).values(state="unknown"))
+    n1.daemon._last_beat -= 31  # the stall, as the heartbeat sees it
+    n1.daemon._heartbeat()
+    with db.sessionmaker() as s:
+        assert s.scalar(select(Machine.state).where(Machine.base_id == base)) == "running"

@@ -92,6 +92,7 @@ class Daemon:
         self.waker: queue.Waker | None = None
         self._next_beat = 0.0
         self._next_recovery = 0.0
+        self._last_beat = time.monotonic()  # of this node's row
 
     # -- start-up ---------------------------------------------------------------------
 
@@ -102,6 +103,7 @@ class Daemon:
             log.info("database upgraded from %s to %s", before or "empty", head)
         self._heartbeat(first=True)
         self.ctx.node_id = rnodes.register(self.config, self.db, self.host)
+        self._last_beat = time.monotonic()
         rnodes.adopt(self.db, self.host, self.ctx.node_id)
         basecopy.queue_missing(self.ctx)  # a node added after its bases were prepared
         clean_stale_backends(self.ctx, self.name)
@@ -131,6 +133,11 @@ class Daemon:
                 row.heartbeat_at = now
         if self.ctx.node_id is not None:
             rnodes.heartbeat(self.db, self.host, self.ctx.node_id)
+            gap, self._last_beat = time.monotonic() - self._last_beat, time.monotonic()
+            if gap > self.config.node.heartbeat_timeout:
+                # others took this node for down (and its machines for unknown): look again
+                log.warning("no heartbeat for %.0f s: refreshing this node's machines", gap)
+                sync_all(self.ctx)
         self._next_beat = time.monotonic() + HEARTBEAT
 
     # -- main loop --------------------------------------------------------------------
