@@ -333,7 +333,8 @@ def test_open_display_arguments(back: Running, name: str) -> None:
 
 
 def test_bad_requests_fail_and_the_daemon_carries_on(back: Running) -> None:
-    assert "unknown command 'explode' (known: clone, close_user, copy_base, create," in back.fails("explode")
+    assert ("unknown command 'explode' (known: clone, close_user, copy_base, create,"
+            in back.fails("explode"))
     assert "this command needs a machine" in back.fails("start")
     assert "machine 987654 does not exist" in back.fails("start", machine_id=987654)
     assert "bad timeout 0" in back.fails("shutdown", {"timeout": 0}, machine_id=987654)
