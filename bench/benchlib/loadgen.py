@@ -42,6 +42,7 @@ class Target:
 @dataclass
 class Outcome:
     kind: str
+    scheduled: float = 0.0
     latency_ms: float = 0.0
     service_ms: float = 0.0
     status: int = 0
@@ -141,14 +142,20 @@ async def _one(pool: Pool, entry: dict[str, Any], scheduled: float, timeout: flo
             out.error = type(exc).__name__ + (f": {exc}" if str(exc) else "")
         done = time.perf_counter()
     out.done_at = done
+    out.scheduled = scheduled
     out.latency_ms = (done - scheduled) * 1000
     out.service_ms = (done - sent) * 1000
     return out
 
 
 async def run(url: str, plan: list[dict[str, Any]], rate: float, duration: float,
-              connections: int = 256, timeout: float = 10.0) -> dict[str, Any]:
-    """Send ``rate * duration`` requests on schedule; return the measured figures."""
+              connections: int = 256, timeout: float = 10.0,
+              trace: Path | None = None) -> dict[str, Any]:
+    """Send ``rate * duration`` requests on schedule; return the measured figures.
+
+    ``trace``: also write one line per request (seconds since the start as scheduled,
+    latency ms, kind, status), to find when a tail happened (a stall) and line it up with
+    what the server did then."""
     if rate <= 0 or duration <= 0 or not plan:
         raise ValueError("rate and duration must be positive and the plan not empty")
     pool = Pool(parse_target(url), connections)
@@ -157,6 +164,7 @@ async def run(url: str, plan: list[dict[str, Any]], rate: float, duration: float
     tasks = []
     late = 0.0
     t0 = time.perf_counter() + 0.05
+    t0_epoch = time.time() + 0.05
     for i in range(total):
         scheduled = t0 + i / rate
         delay = scheduled - time.perf_counter()
@@ -173,6 +181,10 @@ async def run(url: str, plan: list[dict[str, Any]], rate: float, duration: float
     for _, w in pool.idle:
         w.close()
     ok = [o for o in outcomes if not o.error and o.ok]
+    if trace is not None:
+        trace.write_text(f"# start {t0_epoch:.4f}\n" + "".join(
+            f"{o.scheduled - t0:.4f} {o.latency_ms:.2f} {o.kind} "
+            f"{o.error.split(':')[0] or o.status}\n" for o in outcomes), encoding="utf-8")
     statuses: dict[str, int] = {}
     for o in outcomes:
         key = o.error.split(":")[0] if o.error else str(o.status)
@@ -208,9 +220,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--connections", type=int, default=256, help="most open connections")
     p.add_argument("--timeout", type=float, default=10, help="per-request timeout, seconds")
     p.add_argument("--out", type=Path, help="write the result JSON here (default stdout)")
+    p.add_argument("--trace", type=Path, help="write one line per request here")
     a = p.parse_args(argv)
     plan = json.loads(a.plan.read_text(encoding="utf-8"))
-    result = asyncio.run(run(a.url, plan, a.rate, a.duration, a.connections, a.timeout))
+    result = asyncio.run(run(a.url, plan, a.rate, a.duration, a.connections, a.timeout,
+                                 a.trace))
     text = json.dumps(result, indent=2)
     if a.out:
         a.out.write_text(text + "\n", encoding="utf-8")

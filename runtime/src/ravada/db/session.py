@@ -12,6 +12,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
+from ravada.db import mysql
+
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
     cur = dbapi_conn.cursor()
@@ -84,7 +86,9 @@ def make_engine(url: str, pool_size: int = DEFAULT_POOL_SIZE, *, reads: bool = F
     options: dict[str, object] = (
         {"isolation_level": "AUTOCOMMIT", "skip_autocommit_rollback": True} if reads
         else {"isolation_level": "READ COMMITTED"})
-    engine = create_engine(url, pool_recycle=3600, **options, **pool)  # type: ignore[arg-type]
+    engine = create_engine(url, pool_recycle=3600, connect_args=mysql.connect_args(parsed),
+                           **options, **pool)  # type: ignore[arg-type]
+    mysql.share_tls_contexts(engine)
     event.listen(engine.pool, "checkin", _checked_in)
     event.listen(engine.pool, "checkout", _ping_if_idle)
     return engine
@@ -123,6 +127,17 @@ class Database:
             except BaseException:
                 s.rollback()
                 raise
+
+    def warm(self, reads: int, writes: int = 1) -> None:
+        """Open ``reads`` pooled connections of the read engine and ``writes`` of the write
+        engine now, at a process's start (a forked worker: never before the fork), so that
+        the first burst of requests finds them made instead of connecting all at once."""
+        plan = ([(self.engine, max(reads, writes))] if self.read_engine is self.engine
+                else [(self.read_engine, reads), (self.engine, writes)])
+        for engine, n in plan:
+            held = [engine.connect() for _ in range(max(0, n))]
+            for conn in held:
+                conn.close()
 
     def write_one(self, statement: Executable) -> None:
         """One write statement that is a transaction by itself (a Core UPDATE/DELETE).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 from typing import Any
 
@@ -11,6 +12,32 @@ from gunicorn.app.base import BaseApplication
 from ravada import config as rconfig
 
 THREADS_PER_WORKER = 16  # each long-poll holds a thread for up to ~10 s
+
+log = logging.getLogger(__name__)
+
+
+def prepare_for_fork(app: Any) -> int:
+    """In gunicorn's master, before it forks the workers: compile every template once (each
+    worker would compile it at its first page) and move everything made so far into the
+    garbage collector's permanent generation (``gc.freeze``). Without it, each worker's first
+    full collections walk the whole inherited heap (100-230 ms with the GIL held, measured
+    in P4 runs) and copy its pages. Returns the number of templates compiled."""
+    env = app.jinja_env
+    names = [n for n in env.list_templates() if n.endswith((".html", ".txt", ".xml"))]
+    for name in names:
+        env.get_template(name)
+    gc.collect()
+    gc.freeze()
+    return len(names)
+
+
+def warm_worker(app: Any) -> None:
+    """gunicorn post_worker_init: open the worker's pooled database connections now (one
+    per thread for reads, one for writes) rather than all at once in its first burst."""
+    try:
+        app.extensions["ravada"].db.warm(THREADS_PER_WORKER, 1)
+    except Exception as exc:  # the database may come later: connections are then lazy
+        log.warning("database connections not opened at worker start: %s", exc)
 
 
 class FrontServer(BaseApplication):  # type: ignore[misc]
@@ -74,5 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         host, port = rconfig.parse_listen(opts.bind or cfg.front.listen)
         app.run(host=host, port=port, threaded=True, use_reloader=False)
         return 0
+    prepare_for_fork(app)
+    options["post_worker_init"] = lambda _worker: warm_worker(app)
     FrontServer(app, options).run()
     return 0
