@@ -12,7 +12,8 @@
 # RAVADA_ADMIN_PASSWORD (default: rvd_admin_password of the inventory's group_vars/ravada.yml).
 # P6 re-runs site.yml with RAVADA_BENCH_INVENTORY (default inventories/local).
 # RAVADA_BENCH_PROFILE=1: P1 and P4 also profile when their targets are met.
-# bench/deploy.sh makes and converges the container ravada-bench (inventory bench/inventory):
+# bench/deploy.sh makes and converges the container $RAVADA_BENCH_HOST (default ravada-bench;
+# inventory bench/inventory, whose host follows the same variable):
 #   bench/deploy.sh && RAVADA_BENCH_HOST=ravada-bench RAVADA_BENCH_INVENTORY=bench/inventory \
 #       bench/run.sh p1 p5 p6
 set -euo pipefail
