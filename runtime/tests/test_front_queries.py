@@ -9,6 +9,7 @@ These counts do not depend on the machine's load, unlike the P4 benchmark's late
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -16,13 +17,14 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import event, select, text, true, update
+from sqlalchemy import event, func, select, text, true, update
 from test_front_support import add_machine, add_user, make_config
 
 from ravada.db import ApiToken, Database, Machine, utcnow
 from ravada.front import create_app
 from ravada.front.accounts import TOKEN_TOUCH_SECONDS, token_hash
 from ravada.front.server import THREADS_PER_WORKER
+from ravada.front.touches import Touches
 
 TOKEN = "rvd_" + "t" * 40
 
@@ -82,6 +84,7 @@ def app_db(tmp_path: Path, db: Database) -> Iterator[tuple[FlaskClient, Database
         s.add(ApiToken(user_id=uid, name="bench", token_hash=token_hash(TOKEN)))
     app = create_app(make_config(tmp_path, db.url))
     front_db = app.extensions["ravada"].db
+    app.extensions["ravada"].touches.interval = 3600  # the tests flush by hand
     yield app.test_client(), front_db, uid
     front_db.dispose()
 
@@ -116,55 +119,92 @@ def test_token_call_is_one_select_and_no_write(app_db: tuple[FlaskClient, Databa
                          "Com_admin_commands": 0, "Connections": 0}, delta
 
 
-def test_last_used_at_is_written_at_most_once_a_minute(
+def _touches(client: FlaskClient) -> Touches:
+    return client.application.extensions["ravada"].touches
+
+
+def test_last_used_at_is_noted_at_most_once_a_minute_and_never_written_by_the_request(
         app_db: tuple[FlaskClient, Database, int]) -> None:
+    """The request that finds its token's last_used_at a minute old notes it and writes
+    nothing; the process's writer sends the UPDATE (here: flushed by hand)."""
     client, db, _ = app_db
+    touches = _touches(client)
     stmts = Statements(db)
     try:
         _get(client, "/api/v1/machines")
-        first = stmts.writes()
+        on_request = stmts.writes()
         stmts.sql.clear()
+        noted = touches.flush()
+        flushed = stmts.writes()
         for _ in range(3):
             _get(client, "/api/v1/machines")
-        again = stmts.writes()
+        again = touches.flush()
         with db.session() as s:  # a minute later (not counted: another thread's view)
             stale = utcnow() - timedelta(seconds=TOKEN_TOUCH_SECONDS + 1)
             s.execute(update(ApiToken).values(last_used_at=stale))
         stmts.sql.clear()
         _get(client, "/api/v1/machines")
-        later = stmts.writes()
+        later_on_request = stmts.writes()
+        later = touches.flush()
     finally:
         stmts.close()
-    assert len(first) == 1 and first[0].startswith("UPDATE api_tokens"), first
-    assert again == [], again
-    assert len(later) == 1 and later[0].startswith("UPDATE api_tokens"), later
+    assert on_request == [] and later_on_request == [], (on_request, later_on_request)
+    assert noted == 1 and len(flushed) == 1 and flushed[0].startswith("UPDATE api_tokens")
+    assert again == 0 and later == 1
+    with db.sessionmaker() as s:
+        touched = s.scalar(select(ApiToken.last_used_at))
+    assert touched is not None and utcnow() - touched < timedelta(seconds=30)
 
 
-def test_token_touch_is_one_statement_on_the_wire(
+def test_the_touches_of_many_tokens_are_one_update_on_the_wire(
         app_db: tuple[FlaskClient, Database, int]) -> None:
-    """The once-a-minute ``last_used_at`` write is its own transaction: on MariaDB one
-    UPDATE on an autocommit connection, no COMMIT, no write connection's ROLLBACK."""
+    """Three users' first calls in a minute: no write on their requests; ONE UPDATE for the
+    three tokens (on MariaDB: one autocommit statement, no COMMIT, no ROLLBACK)."""
     client, db, _ = app_db
+    tokens = [TOKEN]
+    for i in range(2):
+        uid = add_user(db, f"bob{i}")
+        tokens.append("rvd_" + f"{i}" * 40)
+        with db.session() as s:
+            s.add(ApiToken(user_id=uid, name="t", token_hash=token_hash(tokens[-1])))
     _get(client, "/api/v1/machines")  # connects the pools
+    _touches(client).flush()
     with db.session() as s:
-        s.execute(update(ApiToken).values(
-            last_used_at=utcnow() - timedelta(seconds=TOKEN_TOUCH_SECONDS + 1)))
+        s.execute(update(ApiToken).values(last_used_at=None))
     server = ServerCounters(db) if db.dialect != "sqlite" else None
     before = server.read() if server else {}
     stmts = Statements(db)
     try:
-        _get(client, "/api/v1/machines")
+        for token in tokens:
+            resp = client.get("/api/v1/machines", headers={"Authorization": f"Bearer {token}"})
+            assert resp.status_code == 200
+        on_requests = stmts.kinds()
+        noted = _touches(client).flush()
     finally:
         stmts.close()
-    assert stmts.kinds() == ["SELECT", "UPDATE", "SELECT"], stmts.sql
+    assert on_requests == ["SELECT", "SELECT"] * 3, stmts.sql
+    assert noted == 3 and stmts.kinds()[6:] == ["UPDATE"], stmts.sql
     if server:
         after = server.read()
         delta = {k: after[k] - before[k] for k in ServerCounters.NAMES}
-        assert delta == {"Com_select": 2, "Com_update": 1, "Com_rollback": 0, "Com_commit": 0,
+        assert delta == {"Com_select": 6, "Com_update": 1, "Com_rollback": 0, "Com_commit": 0,
                          "Com_admin_commands": 0, "Connections": 0}, delta
     with db.sessionmaker() as s:
-        touched = s.scalar(select(ApiToken.last_used_at))
-    assert touched is not None and utcnow() - touched < timedelta(seconds=30)
+        assert s.scalar(select(func.count()).where(ApiToken.last_used_at.is_not(None))) == 3
+
+
+def test_the_writer_thread_writes_the_noted_tokens_by_itself(
+        app_db: tuple[FlaskClient, Database, int]) -> None:
+    client, db, _ = app_db
+    _touches(client).interval = 0.1
+    _get(client, "/api/v1/machines")
+    deadline = time.monotonic() + 10
+    while True:
+        with db.sessionmaker() as s:
+            if s.scalar(select(ApiToken.last_used_at)) is not None:
+                break
+        assert time.monotonic() < deadline, "the writer thread wrote nothing"
+        time.sleep(0.05)
 
 
 def test_disabled_users_token_is_refused_in_the_same_select(

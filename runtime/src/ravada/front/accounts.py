@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import false, select, update
@@ -28,10 +27,10 @@ from ravada.front.errors import (
 )
 from ravada.front.security import hash_password
 from ravada.front.state import FrontState, Viewer, iso_time
+from ravada.front.touches import TOKEN_TOUCH_SECONDS
 
 BAD_LOGIN = "Invalid user name or password."
 TOKEN_PREFIX = "rvd_"
-TOKEN_TOUCH_SECONDS = 60  # last_used_at is refreshed at most this often
 CLOSE_USER = "close_user"  # rvd_back: close a disabled user's display openings and consoles
 
 
@@ -264,9 +263,9 @@ def delete_token(fs: FrontState, viewer: Viewer, token_id: int) -> None:
 def viewer_for_token(fs: FrontState, token: str) -> Viewer | None:
     """The enabled user a bearer token belongs to: one SELECT (token joined to its user).
 
-    ``last_used_at`` is written at most once per :data:`TOKEN_TOUCH_SECONDS` per token, by a
-    conditional UPDATE (several workers may race; the condition keeps it to one write) that
-    is its own transaction: one round trip on MariaDB (:meth:`Database.write_one`).
+    ``last_used_at`` is refreshed at most once per :data:`TOKEN_TOUCH_SECONDS` per token,
+    and not by this request: it notes the token, and :mod:`ravada.front.touches` writes the
+    noted tokens of the process in one conditional UPDATE a second (no write on a GET).
     """
     if not token.startswith(TOKEN_PREFIX) or len(token) > 128:
         return None
@@ -279,12 +278,6 @@ def viewer_for_token(fs: FrontState, token: str) -> Viewer | None:
     if row is None:
         return None
     token_id, last_used, user_id, name, is_admin = row
-    now = utcnow()
-    if last_used is None or (now - last_used).total_seconds() > TOKEN_TOUCH_SECONDS:
-        stale = now - timedelta(seconds=TOKEN_TOUCH_SECONDS)
-        fs.db.write_one(update(ApiToken)
-                        .where(ApiToken.id == token_id,
-                               (ApiToken.last_used_at.is_(None))
-                               | (ApiToken.last_used_at < stale))
-                        .values(last_used_at=now))
+    if last_used is None or (utcnow() - last_used).total_seconds() > TOKEN_TOUCH_SECONDS:
+        fs.touches.note(token_id)  # written by the process's writer thread, not here
     return Viewer(id=user_id, name=name, is_admin=bool(is_admin))

@@ -13,6 +13,7 @@ from ravada.auth.service import Authenticator
 from ravada.auth.totp import Totp
 from ravada.config import Config
 from ravada.db import Database
+from ravada.front.touches import Touches
 
 
 @dataclass
@@ -23,8 +24,12 @@ class FrontState:
     # The login backends of auth.order; directory connections live as long as the process.
     auth: Authenticator = field(default=None)  # type: ignore[assignment]
     totp: Totp = field(default=None)  # type: ignore[assignment]  # the second factor
+    # bearer tokens' last_used_at, written off the request path
+    touches: Touches = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
+        if self.touches is None:
+            self.touches = Touches(self.db)
         if self.auth is None:
             self.auth = Authenticator(self.config.auth)
         if self.totp is None:
