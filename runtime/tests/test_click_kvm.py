@@ -114,9 +114,13 @@ def test_cold_clone_click_makes_no_device_update(ctx: Context, kvm_cleanup: Clea
     kvm_cleanup.guest(info["machine"])  # its overlay goes with it
     # the password came with the domain: no live device update on the click
     assert updates == []
-    # writes: the row (with the request's progress), its domain, the viewer's firewall
-    # rows with the state and the display
-    assert len(commits) == 3, commits
+    # writes: the row (with the request's progress); then its domain, the viewer's
+    # firewall rows, the state and the display in one transaction
+    assert len(commits) == 2, commits
+    with ctx.db.sessionmaker() as s:
+        row = s.get(Machine, result["machine_id"])
+        assert row is not None and row.state == "running"
+        assert row.domain_uuid == ctx.host.guest(info["machine"]).uuid
     dom = ctx.host.conn().lookupByName(info["machine"])
     secure = ET.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_SECURE))
     for gfx in secure.iterfind("devices/graphics"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +30,8 @@ from ravada.db import Machine
 from ravada.firewall import FirewallError
 from ravada.virt import Guest, VirtError
 
+log = logging.getLogger(__name__)
+
 
 def _base_disks(ctx: Context, base: Machine) -> list[str]:
     """The base image here: the base's own disk on its node, the copied volume elsewhere."""
@@ -42,7 +45,7 @@ def _base_disks(ctx: Context, base: Machine) -> list[str]:
 
 
 def _make_clone(ctx: Context, job: Job, base: Machine, name: str,
-                password: tuple[str, datetime] | None = None, defined: str = "shutdown",
+                password: tuple[str, datetime] | None = None, defined: str | None = "shutdown",
                 **fields: Any) -> tuple[int, Guest]:
     """A new overlay clone of ``base`` (row, volume, domain; all removed on failure).
 
@@ -63,6 +66,16 @@ def _make_clone(ctx: Context, job: Job, base: Machine, name: str,
                         base.memory_mb, base.vcpus, None, password=password, state=defined,
                         hardware=base.hardware)
     return machine_id, guest
+
+
+def _settle(ctx: Context, machine_id: int, guest: Guest) -> None:
+    """A click's clone whose start or display failed: its row leaves ``creating`` with
+    its domain and libvirt's state, as a clone defined apart would have (best effort: the
+    request reports the first error)."""
+    try:
+        record(ctx, machine_id, guest, domain_uuid=guest.uuid)
+    except Exception as exc:
+        log.warning("clone %s: state not recorded after a failure: %s", guest.name, exc)
 
 
 def _pool_clone(ctx: Context, job: Job, base: Machine) -> Result:
@@ -131,19 +144,25 @@ def clone(ctx: Context, job: Job) -> Result:
                 if client_ip:
                     password = (rdisplay.new_password(),
                                 rdisplay.valid_until(ctx.config.display.password_lifetime))
-                try:
+                try:  # a click's clone stays `creating` until its display is open
                     machine_id, fresh = _make_clone(ctx, job, base, name, password=password,
-                                                    owner_id=user.id)
+                                                    owner_id=user.id,
+                                                    defined=None if password else "shutdown")
                 except RequestError as exc:
                     if desktops.has_clone(ctx, base.id, user.id):
                         raise RequestError(f"you already have a desktop of {base.name!r} "
                                            "(made by another request): click again") from exc
                     raise
         if fresh is not None and (start or client_ip):
-            fresh.start()  # just defined: shut off
+            try:
+                fresh.start()  # just defined: shut off
+            except BaseException:
+                if password is not None:
+                    _settle(ctx, machine_id, fresh)
+                raise
             if password is None:
                 record(ctx, machine_id, fresh)
-            # else: open_access below writes the state with the display's rows
+            # else: open_access below writes the domain, state and display's rows at once
         elif taken is not None and taken.state == "running":
             pass  # a running pool clone: its row is in hand, nothing to start
         elif start or client_ip:
@@ -158,8 +177,13 @@ def clone(ctx: Context, job: Job) -> Result:
                 if fresh is not None and password is not None:
                     # the row this request made: its id and name are all open_access uses
                     made = Machine(id=machine_id, name=fresh.name)
-                    result["display"] = open_access(ctx, made, fresh.display(), client_ip,
-                                                     *password, user.id, fresh=True)
+                    try:
+                        result["display"] = open_access(ctx, made, fresh.display(), client_ip,
+                                                         *password, user.id, fresh=True,
+                                                         domain_uuid=fresh.uuid)
+                    except BaseException:
+                        _settle(ctx, machine_id, fresh)
+                        raise
                 else:
                     result["display"] = open_display_for(ctx, taken or machine_id, client_ip,
                                                          user.id)

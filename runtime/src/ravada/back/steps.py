@@ -52,11 +52,12 @@ def guest_of(ctx: Context, machine: Machine) -> Guest:
         raise RequestError(f"machine {machine.name!r} has no libvirt domain") from None
 
 
-def record(ctx: Context, machine_id: int, guest: Guest) -> str:
+def record(ctx: Context, machine_id: int, guest: Guest, domain_uuid: str | None = None) -> str:
     """Write the guest's state (and display, or closed access) to the row; return state.
 
     Read libvirt, act on iptables, then write: no libvirt or iptables call inside the
     write transaction (it would hold the database's write lock for as long as they take).
+    ``domain_uuid``: a new machine's domain, written in the same transaction.
     """
     state = guest.state()
     display = guest.display() if state == "running" else None
@@ -67,6 +68,8 @@ def record(ctx: Context, machine_id: int, guest: Guest) -> str:
         if machine is None:
             return state
         before, machine.state = machine.state, state
+        if domain_uuid is not None:
+            machine.domain_uuid = domain_uuid
         if state == "running":
             machine.display = display
         elif state != "paused":
@@ -118,14 +121,16 @@ def domain_xml(ctx: Context, name: str, memory_mb: int, vcpus: int, disks: list[
 def define_new(ctx: Context, name: str, machine_id: int, make_disks: Callable[[], list[str]],
                 memory_mb: int, vcpus: int, iso: str | None,
                 password: tuple[str, datetime] | None = None,
-                state: str = "shutdown",
+                state: str | None = "shutdown",
                 hardware: dict[str, Any] | None = None) -> Guest:
     """Make the disks and the domain of a new machine row; on any failure remove all of it.
 
     ``password``: (password, valid until) of the display when it starts (see ``clone``).
     A volume that already had the name (:class:`VolumeExists`) is not ours: only the row
     goes. ``state``: the row's state once defined (shut off; ``creating`` for a pool clone
-    that boots next, so the pool keeper does not take it for a stopped one to start).
+    that boots next, so the pool keeper does not take it for a stopped one to start);
+    None: the row stays ``creating`` and the caller writes the domain's uuid and the state
+    in its next transaction (a click's clone: :func:`open_access` with ``domain_uuid``).
     """
     try:
         disks = make_disks()
@@ -139,9 +144,10 @@ def define_new(ctx: Context, name: str, machine_id: int, make_disks: Callable[[]
     try:
         guest = ctx.host.define(domain_xml(ctx, name, memory_mb, vcpus, disks, iso,
                                      password=password, hardware=hardware))
-        with ctx.db.session() as s:  # a domain just defined is shut off
-            s.execute(update(Machine).where(Machine.id == machine_id)
-                      .values(domain_uuid=guest.uuid, state=state))
+        if state is not None:
+            with ctx.db.session() as s:  # a domain just defined is shut off
+                s.execute(update(Machine).where(Machine.id == machine_id)
+                          .values(domain_uuid=guest.uuid, state=state))
     except BaseException:
         discard(ctx, name, machine_id)
         raise
@@ -150,12 +156,14 @@ def define_new(ctx: Context, name: str, machine_id: int, make_disks: Callable[[]
 
 def open_access(ctx: Context, machine: Machine, disp: dict[str, Any], client_ip: str,
                  password: str, expires: datetime, user_id: int | None = None,
-                 console: bool = False, fresh: bool = False) -> Result:
+                 console: bool = False, fresh: bool = False,
+                 domain_uuid: str | None = None) -> Result:
     """The viewer's ports opened to ``client_ip`` (not for the browser console, which
     reaches VNC through rvd_console on loopback), then ONE transaction: the viewers' rows,
     the state and display, the machine's deadlines (the row read with its base, which
     the deadlines need, in one SELECT); and the connection info of the (already set)
-    ``password``. ``fresh``: the machine was made by this request (no viewers to read)."""
+    ``password``. ``fresh``: the machine was made by this request (no viewers to read);
+    ``domain_uuid``: its domain, written in the same transaction (see :func:`define_new`)."""
     ports = access.viewer_ports(ctx, disp)
     if not ports and not (console and disp.get("vnc")):
         raise RequestError(f"machine {machine.name!r} has no display ports")
@@ -167,6 +175,8 @@ def open_access(ctx: Context, machine: Machine, disp: dict[str, Any], client_ip:
         row = s.get(Machine, machine.id, options=[joinedload(Machine.base)])
         if row is not None:
             before, row.state, row.display = row.state, "running", disp
+            if domain_uuid is not None:
+                row.domain_uuid = domain_uuid
             timers.on_state(s, row, before)  # a clone that just started: its deadlines
             hardware.on_state(row, before)
     return rdisplay.connection_info(machine.name, disp, ctx.public_host, password, expires)
