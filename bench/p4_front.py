@@ -258,7 +258,12 @@ def run_one(kind: str, db_url: str, tmp: Path, args: argparse.Namespace,
                 raise RuntimeError(f"GET {entry['path']} ({entry['kind']}) as a seeded user "
                                    f"gave {status}: {body[:300]}")
         loadgen(front.url, plan_file, args.rate / 4, 5, tmp)  # warm-up
+        counters = ("Connections", "Com_update", "Com_commit")
+        server_before = mdb.status(*counters) if mdb else {}
         at_target = loadgen(front.url, plan_file, args.rate, args.duration, tmp)
+        if mdb:  # what reached the server during the measured run
+            after = mdb.status(*counters)
+            at_target["server"] = {k: after[k] - server_before[k] for k in counters}
         print(line(f"{kind} target", at_target), flush=True)
         baseline = loadgen(front.url, health_file, args.rate, args.duration, tmp)
         print(line(f"{kind} /healthz", baseline), flush=True)
@@ -279,7 +284,8 @@ def run_one(kind: str, db_url: str, tmp: Path, args: argparse.Namespace,
     log_tail = front.log.read_text(errors="replace")[-4000:]
     if at_target["errors"] and "Traceback" in log_tail:
         print(f"  [{kind}] rvd_front log (tail):\n{log_tail[-1500:]}")
-    return {"db": kind, "seeded": {"users": seeded.users, "machines": seeded.machines,
+    return {"db": kind, "connect_cost": mdb.connect_cost() if mdb else None,
+            "seeded": {"users": seeded.users, "machines": seeded.machines,
                                    "requests": seeded.requests},
             "front_log_tail": log_tail, "server": args.server,
             "at_target": at_target, "baseline_healthz": baseline, "ladder": steps,
@@ -388,6 +394,17 @@ def main(argv: list[str] | None = None) -> int:
                         r["max_rate_p99_ok"], "req/s", f">= {args.rate:.0f}",
                         (r["max_rate_p99_ok"] or 0) >= args.rate),
         ]
+        if t.get("server"):
+            rows.append(results.row(f"[{r['db']}] server: connections / UPDATEs / COMMITs "
+                                    "during the run at the target rate",
+                                    f"{t['server']['Connections']} / {t['server']['Com_update']}"
+                                    f" / {t['server']['Com_commit']}"))
+        if r.get("connect_cost"):
+            c = r["connect_cost"]
+            rows.append(results.row(f"[{r['db']}] one new connection: PyMySQL's default / "
+                                    "ravada's (wall)",
+                                    f"{c['pymysql_default']['wall_ms']:.1f} / "
+                                    f"{c['ravada']['wall_ms']:.1f}", "ms"))
     met = {r["db"]: {"at_target": meets(r["at_target"], args.p99_ms),
                      "max_rate": (r["max_rate_p99_ok"] or 0) >= args.rate} for r in runs}
     data = {"benchmark": "p4_front", "started": started, "finished": results.utc_now(),

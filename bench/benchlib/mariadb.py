@@ -55,11 +55,42 @@ class MariaDB:
     def _sql(self, *statements: str) -> None:
         import pymysql
 
-        conn = pymysql.connect(user="root", unix_socket=str(self.sock))
+        conn = pymysql.connect(user="root", unix_socket=str(self.sock), ssl_disabled=True)
         with conn.cursor() as cur:
             for st in statements:
                 cur.execute(st)
         conn.close()
+
+    def status(self, *names: str) -> dict[str, int]:
+        """The server's global counters ``names`` (e.g. ``Connections``) now."""
+        import pymysql
+
+        conn = pymysql.connect(user="root", unix_socket=str(self.sock), ssl_disabled=True)
+        with conn.cursor() as cur:
+            cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN ("
+                        + ",".join(["%s"] * len(names)) + ")", names)
+            rows = cur.fetchall()
+        conn.close()
+        return {k: int(v) for k, v in rows}
+
+    def connect_cost(self, n: int = 20) -> dict[str, dict[str, float]]:
+        """What one new connection costs this process (median wall ms and mean CPU ms of
+        ``n``): PyMySQL's defaults (it prefers TLS and builds a context per connection),
+        and the way ``ravada.db`` connects over a UNIX socket (TLS off, no context)."""
+        import statistics
+
+        import pymysql
+
+        out = {}
+        for label, extra in (("pymysql_default", {}), ("ravada", {"ssl_disabled": True})):
+            walls, cpu0 = [], time.process_time()
+            for _ in range(n):
+                t = time.perf_counter()
+                pymysql.connect(user="root", unix_socket=str(self.sock), **extra).close()
+                walls.append(time.perf_counter() - t)
+            out[label] = {"wall_ms": round(statistics.median(walls) * 1000, 2),
+                          "cpu_ms": round((time.process_time() - cpu0) / n * 1000, 2)}
+        return out
 
     def slow_log(self, on: bool) -> Path:
         """Log every statement with its time (``long_query_time=0``) while ``on``.
