@@ -264,6 +264,7 @@ def run_one(kind: str, db_url: str, tmp: Path, args: argparse.Namespace,
         if mdb:  # what reached the server during the measured run
             after = mdb.status(*counters)
             at_target["server"] = {k: after[k] - server_before[k] for k in counters}
+            at_target["server"]["Connections"] -= 1  # the one that read the counters
         print(line(f"{kind} target", at_target), flush=True)
         baseline = loadgen(front.url, health_file, args.rate, args.duration, tmp)
         print(line(f"{kind} /healthz", baseline), flush=True)
@@ -325,6 +326,36 @@ def profile_run(front: Front, plan: Path, tmp: Path, args: argparse.Namespace,
     return str(out.relative_to(BENCH))
 
 
+def connect_cost_only(n: int = 50) -> int:
+    """One new connection to a private MariaDB over its UNIX socket, ``n`` times each way:
+    PyMySQL's defaults (TLS preferred: an SSL context built per connection) and the way
+    ``ravada.db``'s engines connect (TLS off on a local socket, no context)."""
+    started = results.utc_now()
+    envd = {"machine": benv.machine(), "versions": benv.versions(libvirt_uri=None)}
+    with tempfile.TemporaryDirectory(prefix="ravada-p4c-") as tmpdir:
+        mdb = MariaDB(Path(tmpdir))
+        mdb.start()
+        try:
+            mdb.connect_cost(5)  # warm: imports, the server's first sessions
+            cost = mdb.connect_cost(n)
+        finally:
+            mdb.stop()
+    d, r = cost["pymysql_default"], cost["ravada"]
+    rows = [results.row("PyMySQL's defaults: wall median / CPU mean",
+                        f"{d['wall_ms']:.2f} / {d['cpu_ms']:.2f}", "ms"),
+            results.row("ravada's engines (TLS off on the socket): wall median / CPU mean",
+                        f"{r['wall_ms']:.2f} / {r['cpu_ms']:.2f}", "ms"),
+            results.row("ratio of the walls", ratio(d["wall_ms"], r["wall_ms"])),
+            results.row("connections of each kind", n)]
+    data = {"benchmark": "p4_connect", "started": started, "finished": results.utc_now(),
+            "env": envd, "params": {"n": n}, "cost": cost, "rows": rows}
+    path = results.save("p4_connect", data)
+    results.render_readme()
+    print("\n".join(f"{x['metric']}: {x['value']} {x['unit']}" for x in rows)
+          + f"\nresults: {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--db", default="sqlite,mariadb", help="sqlite, mariadb or both (comma)")
@@ -342,7 +373,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="command that starts rvd_front (default: rvd_front of this Python, "
                    "or gunicorn on benchlib.front_wsgi while ravada.front.server is missing)")
     p.add_argument("--profile", action="store_true", help="profile even when the target is met")
+    p.add_argument("--connect-cost", action="store_true",
+                   help="only measure what one new MariaDB connection costs (p4_connect.json)")
     args = p.parse_args(argv)
+    if args.connect_cost:
+        return connect_cost_only()
     if args.front_cmd is None:
         args.front_cmd, args.server = default_front_cmd(args.workers)
     else:

@@ -72,7 +72,8 @@ for t in "${targets[@]}"; do
     echo "=== bench $t ==="
     case "$t" in
         queue) [ -f bench/queue_bench.py ] && "$PY" bench/queue_bench.py || status=1 ;;
-        p4) "$PY" bench/p4_front.py ${RAVADA_BENCH_PROFILE:+--profile} || status=1 ;;
+        p4) "$PY" bench/p4_front.py ${RAVADA_BENCH_PROFILE:+--profile} || status=1
+            "$PY" bench/p4_front.py --connect-cost || status=1 ;;
         p1) on_host p1_click.py ${RAVADA_BENCH_PROFILE:+--profile} -n "${RAVADA_BENCH_N:-20}" \
                 || status=1 ;;
         p2) on_host p2_pool.py -n "${RAVADA_BENCH_N:-20}" || status=1 ;;

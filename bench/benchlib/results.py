@@ -30,6 +30,7 @@ TITLES = {
     "p2_pool": "P2 click-to-desktop from a pool",
     "queue": "P3 queue",
     "p4_front": "P4 front under load",
+    "p4_connect": "P4: one new MariaDB connection",
     "p5_burst": "P5 burst of 30",
     "p5_burst_pooled": "P5 burst of 30 against a pool of 30",
     "p5_burst_profiled": "P5 burst, again under py-spy",
