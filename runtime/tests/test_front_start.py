@@ -155,16 +155,16 @@ def mariadb_front(tmp_path: Path, mariadb_server: str) -> Iterator[tuple[str, Da
     proc = subprocess.Popen([exe, "--config", str(cfg)], stdout=log, stderr=subprocess.STDOUT,
                             env={**os.environ, "RAVADA_RUNTIME_DIR": str(tmp_path)})
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(base + "/login", timeout=2)
-            break
-        except (urllib.error.URLError, ConnectionError):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((tmp_path / "front.log").read_text()) from None
-            time.sleep(0.1)
-    try:
+    try:  # the server goes, whatever happens from here on
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(base + "/login", timeout=2)
+                break
+            except (urllib.error.URLError, ConnectionError):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError((tmp_path / "front.log").read_text()) from None
+                time.sleep(0.1)
         body = json.dumps({"name": "ops", "password": PASSWORD}).encode()
         req = urllib.request.Request(base + "/api/v1/tokens", method="POST", data=body,
                                      headers={"Content-Type": "application/json"})
@@ -173,7 +173,11 @@ def mariadb_front(tmp_path: Path, mariadb_server: str) -> Iterator[tuple[str, Da
         yield base, db, token
     finally:
         proc.terminate()
-        proc.wait(20)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
         db.dispose()
 
 
