@@ -234,13 +234,25 @@ def finish(db: Database, req_id: int, *, result: dict[str, Any] | None = None,
     (:mod:`ravada.waiters`).
     """
     with db.session() as s:
-        s.execute(
-            update(Request).where(Request.id == req_id, Request.status == WORKING).values(
-                status=FAILED if error is not None else DONE,
-                error=error, result=result, finished_at=None if still_running else utcnow())
-        )
+        finish_in(s, req_id, result=result, error=error, still_running=still_running)
     if wake:
-        waiters.announce(wake, [req_id, waiters.CHANGED])
+        announce_end(wake, req_id)
+
+
+def finish_in(s: Session, req_id: int, *, result: dict[str, Any] | None = None,
+              error: str | None = None, still_running: bool = False) -> None:
+    """:func:`finish` inside the caller's transaction (its last write: the request ends
+    with what it did, in one COMMIT); the caller announces the end after the commit."""
+    s.execute(
+        update(Request).where(Request.id == req_id, Request.status == WORKING).values(
+            status=FAILED if error is not None else DONE,
+            error=error, result=result, finished_at=None if still_running else utcnow())
+    )
+
+
+def announce_end(wake: str, req_id: int) -> None:
+    """Tell the front processes waiting on ``req_id`` (and the live lists) that it ended."""
+    waiters.announce(wake, [req_id, waiters.CHANGED])
 
 
 def release(db: Database, req_id: int) -> None:

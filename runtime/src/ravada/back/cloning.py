@@ -180,7 +180,8 @@ def clone(ctx: Context, job: Job) -> Result:
                     try:
                         result["display"] = open_access(ctx, made, fresh.display(), client_ip,
                                                          *password, user.id, fresh=True,
-                                                         domain_uuid=fresh.uuid)
+                                                         domain_uuid=fresh.uuid,
+                                                         end=(job, dict(result)))
                     except BaseException:
                         _settle(ctx, machine_id, fresh)
                         raise

@@ -13,6 +13,8 @@ from ravada.db import Database
 from ravada.firewall import Firewall
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from ravada.virt import Host, Storage
 
 SCREENSHOT_DIR = "/var/lib/ravada/screenshots"
@@ -29,10 +31,26 @@ class Job:
     user_id: int | None
     timeout: int | None = None
     deadline: float = math.inf  # time.monotonic() when the request's time is up
+    # set by end_in: the handler ended the request in its own last transaction
+    _ended: list[bool] = field(default_factory=list, hash=False, compare=False, repr=False)
 
     def remaining(self) -> float:
         """Seconds left before the deadline (libvirt waits must not outlast it)."""
         return max(0.0, self.deadline - time.monotonic())
+
+    def end_in(self, s: Session, result: dict[str, Any]) -> None:
+        """End the request ``done`` with ``result`` in the caller's transaction, with the
+        handler's last write: one COMMIT (an fsync on MariaDB) less than the queue's own
+        finish after it. The daemon then only announces the end."""
+        from ravada import queue
+
+        queue.finish_in(s, self.id, result=result)
+        self._ended.append(True)
+
+    @property
+    def ended(self) -> bool:
+        """True once :meth:`end_in` wrote the end (the daemon announces, not finishes)."""
+        return bool(self._ended)
 
 
 @dataclass

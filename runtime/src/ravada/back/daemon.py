@@ -282,7 +282,10 @@ class Daemon:
                 known = ", ".join(sorted(self.handlers))
                 raise RequestError(f"unknown command {job.command!r} (known: {known})")
             result = handler(self.ctx, job) or {}
-            queue.finish(self.db, job.id, result=result, wake=self.config.queue.socket)
+            if job.ended:  # committed with the handler's last write (Job.end_in)
+                queue.announce_end(self.config.queue.socket, job.id)
+            else:
+                queue.finish(self.db, job.id, result=result, wake=self.config.queue.socket)
             log.info("request %d: %s done", job.id, job.command)
         except (RequestError, VirtError, FirewallError) as exc:
             self._fail(job, str(exc))

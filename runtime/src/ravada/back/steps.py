@@ -157,18 +157,22 @@ def define_new(ctx: Context, name: str, machine_id: int, make_disks: Callable[[]
 def open_access(ctx: Context, machine: Machine, disp: dict[str, Any], client_ip: str,
                  password: str, expires: datetime, user_id: int | None = None,
                  console: bool = False, fresh: bool = False,
-                 domain_uuid: str | None = None) -> Result:
+                 domain_uuid: str | None = None,
+                 end: tuple[Job, Result] | None = None) -> Result:
     """The viewer's ports opened to ``client_ip`` (not for the browser console, which
     reaches VNC through rvd_console on loopback), then ONE transaction: the viewers' rows,
     the state and display, the machine's deadlines (the row read with its base, which
     the deadlines need, in one SELECT); and the connection info of the (already set)
     ``password``. ``fresh``: the machine was made by this request (no viewers to read);
-    ``domain_uuid``: its domain, written in the same transaction (see :func:`define_new`)."""
+    ``domain_uuid``: its domain, written in the same transaction (see :func:`define_new`).
+    ``end``: (job, result): the request ends ``done`` with ``result`` plus this display in
+    the same transaction (:meth:`Job.end_in`)."""
     ports = access.viewer_ports(ctx, disp)
     if not ports and not (console and disp.get("vnc")):
         raise RequestError(f"machine {machine.name!r} has no display ports")
     viewers = None if console else access.allow(ctx, machine, ports, client_ip, user_id,
                                                 fresh=fresh)
+    info = rdisplay.connection_info(machine.name, disp, ctx.public_host, password, expires)
     with ctx.db.session() as s:
         if viewers is not None:
             access.write_rows(s, machine.id, ports, viewers, fresh=fresh)
@@ -179,7 +183,10 @@ def open_access(ctx: Context, machine: Machine, disp: dict[str, Any], client_ip:
                 row.domain_uuid = domain_uuid
             timers.on_state(s, row, before)  # a clone that just started: its deadlines
             hardware.on_state(row, before)
-    return rdisplay.connection_info(machine.name, disp, ctx.public_host, password, expires)
+        if end is not None:
+            job, result = end
+            job.end_in(s, {**result, "display": info})
+    return info
 
 
 def open_display_for(ctx: Context, machine: Machine | int, client_ip: str,
