@@ -80,7 +80,8 @@ ADMIN_API = {"api.machines_create", "api.machine_public", "api.machine_prepare_b
              "api.base_policy_get", "api.base_policy_update",
              "api.groups_list", "api.groups_create", "api.groups_delete", "api.groups_member_add",
              "api.groups_member_remove", "api.base_access_get", "api.base_access_put",
-             "api.users_totp_reset", "api.nodes_list", "api.nodes_get", "api.nodes_update"}
+             "api.users_totp_reset", "api.nodes_list", "api.nodes_get", "api.nodes_update",
+             "api.machine_hardware_get", "api.machine_hardware_update"}
 
 
 def test_every_route_answers_without_server_errors(world: World) -> None:

@@ -27,7 +27,12 @@ CHANGEABLE = ("shutdown", "running", "paused", "hibernated")
 
 
 class HardwareError(ValueError):
-    """A change that cannot be made; the message says why, for the admin."""
+    """A change that cannot be made; the message says why, for the admin, and ``field``
+    names the setting at fault so an API client can point at it."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def options(hardware: dict[str, Any] | None) -> dict[str, Any]:
@@ -53,7 +58,8 @@ def _int(value: Any, key: str, bounds: tuple[int, int]) -> int:
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value.strip())
     if not limits.in_range(value, bounds):
-        raise HardwareError(f"{key}: an integer from {bounds[0]} to {bounds[1]}, not {value!r}")
+        raise HardwareError(f"{key}: an integer from {bounds[0]} to {bounds[1]}, not {value!r}",
+                            key)
     return int(value)
 
 
@@ -61,10 +67,10 @@ def check_change(args: dict[str, Any], current: dict[str, Any]) -> dict[str, Any
     """The normalised change of ``args`` against ``current`` (the switches of
     :func:`options`); raises HardwareError naming the bad key. An empty change is an error."""
     if not isinstance(args, dict):
-        raise HardwareError("a hardware change is an object")
+        raise HardwareError("a hardware change is an object", "body")
     unknown = sorted(set(args) - set(KEYS))
     if unknown:
-        raise HardwareError(f"unknown hardware setting(s): {', '.join(unknown)}")
+        raise HardwareError(f"unknown hardware setting(s): {', '.join(unknown)}", unknown[0])
     out: dict[str, Any] = {}
     if "memory_mb" in args:
         out["memory_mb"] = _int(args["memory_mb"], "memory_mb", limits.MEMORY_MB)
@@ -73,25 +79,26 @@ def check_change(args: dict[str, Any], current: dict[str, Any]) -> dict[str, Any
     for key in SWITCHES:
         if key in args:
             if not isinstance(args[key], bool):
-                raise HardwareError(f"{key}: true or false, not {args[key]!r}")
+                raise HardwareError(f"{key}: true or false, not {args[key]!r}", key)
             out[key] = args[key]
     if not {**current, **out}.get("spice", True) and not {**current, **out}.get("vnc", True):
-        raise HardwareError("display: keep at least one of SPICE and VNC")
+        raise HardwareError("display: keep at least one of SPICE and VNC", "spice")
     if "iso" in args:
         iso = args["iso"]
         if iso is not None and (not isinstance(iso, str) or len(iso) > 255):
-            raise HardwareError("iso: an ISO file name, or null to eject")
+            raise HardwareError("iso: an ISO file name, or null to eject", "iso")
         out["iso"] = iso or None
     if "add_disk_gb" in args:
         out["add_disk_gb"] = _int(args["add_disk_gb"], "add_disk_gb", limits.DISK_GB)
     if "grow_disk" in args:
         grow = args["grow_disk"]
         if not isinstance(grow, dict) or grow.get("dev") not in DISK_DEVS:
-            raise HardwareError("grow_disk: {\"dev\": \"vda\".., \"gb\": new size in GiB}")
+            raise HardwareError("grow_disk: {\"dev\": \"vda\".., \"gb\": new size in GiB}",
+                                "grow_disk")
         out["grow_disk"] = {"dev": grow["dev"],
                             "gb": _int(grow.get("gb"), "grow_disk.gb", limits.DISK_GB)}
     if not out:
-        raise HardwareError("nothing to change")
+        raise HardwareError("nothing to change", "body")
     return out
 
 

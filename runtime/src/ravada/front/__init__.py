@@ -35,6 +35,7 @@ def create_app(config: Config, db: Database | None = None) -> Flask:
     """The rvd_front WSGI application for ``config`` (``db`` defaults to config.database.url)."""
     from ravada.front import (  # noqa: F401 (importing them registers their views)
         admin_nodes,
+        api_hardware,
         api_machines,
         api_nodes,
         api_requests,

@@ -98,6 +98,27 @@ def fingerprint(fs: FrontState, machine_id: int) -> str:
     return repr((tuple(row) if row else None, tuple(req) if req else None))
 
 
+def _clone_count(s: Any, machine_id: int) -> int:
+    return s.scalar(select(func.count()).select_from(Machine)
+                    .where(Machine.base_id == machine_id)) or 0
+
+
+def hardware_json(fs: FrontState, viewer: Viewer, machine_id: int) -> dict[str, Any]:
+    """A machine's hardware as the API shows it: what it has, what waits for its next
+    start, and why a change would be refused (a base with clones) before one is tried."""
+    if not viewer.is_admin:
+        raise Forbidden("only administrators see a machine's hardware settings")
+    with fs.db.sessionmaker() as s:
+        m = machines.visible_machine(s, viewer, machine_id)
+        refusal = hardware.base_refusal(m.name, _clone_count(s, m.id)) if m.is_base else None
+        return {"machine_id": m.id, "state": m.state, "memory_mb": m.memory_mb,
+                "vcpus": m.vcpus, "iso": m.iso, "disks": _disks(m),
+                **hardware.options(m.hardware),
+                "next_start": (m.hardware or {}).get("next_start") or {},
+                "changeable": m.state in hardware.CHANGEABLE and m.state != "hibernated"
+                and refusal is None, "refusal": refusal}
+
+
 def _switch(form: dict[str, Any], key: str) -> bool:
     return form.get(key) in ("on", "true", "1", True)
 
@@ -127,20 +148,22 @@ def submit_hardware(fs: FrontState, viewer: Viewer, machine_id: int,
         try:
             checked = hardware.check_change(change, hardware.options(m.hardware))
         except hardware.HardwareError as exc:
-            raise Invalid(str(exc)) from None
+            raise Invalid(str(exc), extra={"field": exc.field}) from None
         if m.state not in hardware.CHANGEABLE:
-            raise Conflict(f"cannot change the hardware of {m.name} while it is {m.state}")
+            raise Conflict(f"cannot change the hardware of {m.name} while it is {m.state}",
+                           extra={"reason": "state", "state": m.state})
         if m.state == "hibernated":
             raise Conflict(f"{m.name} is hibernated: its saved memory needs the same "
-                           "hardware; resume it and shut it down first")
+                           "hardware; resume it and shut it down first",
+                           extra={"reason": "state", "state": m.state})
         if m.is_base:
-            clones = s.scalar(select(func.count()).select_from(Machine)
-                              .where(Machine.base_id == m.id)) or 0
+            clones = _clone_count(s, m.id)
             refusal = hardware.base_refusal(m.name, clones)
             if refusal:
-                raise Conflict(refusal)
+                raise Conflict(refusal, extra={"reason": "base_has_clones", "clones": clones})
         if checked.get("iso") and checked["iso"] not in machines.list_isos(fs):
-            raise Invalid(f"iso: no ISO named {checked['iso']!r} in {fs.config.front.iso_dir}")
+            raise Invalid(f"iso: no ISO named {checked['iso']!r} in {fs.config.front.iso_dir}",
+                          extra={"field": "iso"})
         busy = s.scalar(select(Request.id).where(
             Request.machine_id == m.id, Request.command == "hardware",
             Request.status.in_(machines.PENDING)))

@@ -81,6 +81,14 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, Any]]] =
         **({"body": {"type": "object", "properties": {"timeout": _int}}}
            if a == "shutdown" else {})})
       for a in USER_ACTIONS + ADMIN_ACTIONS],
+    ("get", "/machines/{machine_id}/hardware", "A machine's hardware: memory, vCPUs, disks, "
+     "ISO, display types, sound, USB redirection, what waits for the next start, and why a "
+     "change would be refused (admin)", "hardware", _ref("Hardware"), {"admin": True}),
+    ("patch", "/machines/{machine_id}/hardware", "Change a machine's hardware (the hardware "
+     "request of the machine page: live where libvirt allows it, else at next start); a 422 "
+     "names the field, a base with clones is a 409 with reason base_has_clones (admin)",
+     "hardware", _ref("RequestReply"), {"wait": True, "status": "202", "admin": True,
+                                        "body": _ref("HardwareChange")}),
     ("get", "/isos", "ISO images available for new machines (admin)", "machines",
      {"type": "array", "items": _str}, {"admin": True}),
     ("get", "/requests", "Requests I submitted (all for admins)", "requests", _list("Request"),
@@ -208,6 +216,25 @@ SCHEMAS: dict[str, Any] = {
         "vcpus": {"type": "integer", "minimum": limits.VCPUS[0], "maximum": limits.VCPUS[1]},
         "disk_gb": {"type": "integer", "minimum": limits.DISK_GB[0],
                     "maximum": limits.DISK_GB[1]}}},
+    "Hardware": _object(
+        ["machine_id", "state", "memory_mb", "vcpus", "iso", "disks", "spice", "vnc", "sound",
+         "usb_redirect", "next_start", "changeable", "refusal"],
+        machine_id=_int, state=_str, memory_mb=_int, vcpus=_int, iso=_null(_str),
+        disks={"type": "array", "items": _object(["dev", "gb"], dev=_str, gb=_int)},
+        spice=_bool, vnc=_bool, sound=_bool, usb_redirect=_bool,
+        # {memory_mb: {from, to}, ...}: set in the definition, applied at the next start
+        next_start={"type": "object"}, changeable=_bool, refusal=_null(_str)),
+    "HardwareChange": {"type": "object", "properties": {
+        "memory_mb": {"type": "integer", "minimum": limits.MEMORY_MB[0],
+                      "maximum": limits.MEMORY_MB[1]},
+        "vcpus": {"type": "integer", "minimum": limits.VCPUS[0], "maximum": limits.VCPUS[1]},
+        "spice": _bool, "vnc": _bool, "sound": _bool, "usb_redirect": _bool,
+        "iso": _null(_str),  # a name from GET /isos; null ejects
+        "add_disk_gb": {"type": "integer", "minimum": limits.DISK_GB[0],
+                        "maximum": limits.DISK_GB[1]},
+        "grow_disk": _object(["dev", "gb"], dev={"type": "string", "pattern": "^vd[a-z]$"},
+                             gb={"type": "integer", "minimum": limits.DISK_GB[0],
+                                 "maximum": limits.DISK_GB[1]})}},
     "Request": _object(
         _REQUEST_KEYS, id=_int, command=_str,
         status={"type": "string", "enum": ["requested", "working", "done", "failed"]},
