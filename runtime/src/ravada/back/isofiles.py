@@ -5,7 +5,8 @@ owns: it may still hold the file open, or a hard link to it, and change it after
 checked. So root never moves a staged file into the ISO directory: it copies it into a
 new file of its own there, hashing and checking the bytes it copies, and the copy gets
 its name only once it is complete and verified (a hidden ``.<id>.part`` until then,
-which no ISO name can be). A URL download takes the same path.
+which no ISO name can be). A URL download writes that part file itself
+(:mod:`ravada.back.isodownload`, resumable) and :func:`verify_part` checks it the same way.
 """
 
 from __future__ import annotations
@@ -14,18 +15,14 @@ import errno
 import hashlib
 import os
 import stat
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from ravada import isofmt
 from ravada.back.errors import RequestError
 from ravada.back.isos import _trusted_dir
 
 BLOCK = 1024 * 1024
-NET_TIMEOUT = 30.0  # seconds a download may stall before it fails
 
 
 class Stopped(Exception):
@@ -167,47 +164,63 @@ def check_url(url: object) -> str:
     return url
 
 
-class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
-    """Follow redirects to http(s) only (urllib would also follow ftp://)."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
-        if urlsplit(newurl).scheme not in ("http", "https"):
-            raise RequestError(f"redirected to {newurl!r}: only http(s) is followed")
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
-def download(url: str, max_bytes: int, stop: Callable[[], bool],
-             on_size: Callable[[int], None], progress: Callable[[int], None]
-             ) -> Iterator[bytes]:
-    """The body of ``url`` in blocks; ``on_size`` gets Content-Length when there is one."""
-    opener = urllib.request.build_opener(_HttpOnlyRedirects())
-    req = urllib.request.Request(check_url(url), headers={"User-Agent": "ravada-rvd_back"})
+def open_part(iso_dir: str, iso_id: int) -> int:
+    """The part file of a download (created empty, or as a previous attempt left it)."""
+    dir_fd = open_dir(iso_dir, trusted=True)
     try:
-        resp = opener.open(req, timeout=NET_TIMEOUT)
-    except urllib.error.HTTPError as exc:
-        raise RequestError(f"download failed: HTTP {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise RequestError(f"download failed: {reason}") from None
-    with resp:
-        length = resp.headers.get("Content-Length")
-        if length and length.isdigit():
-            if int(length) > max_bytes:
-                raise RequestError(f"the server announces {length} bytes: larger than "
-                                   f"front.iso_max_bytes ({max_bytes})")
-            on_size(int(length))
-        done = 0
-        while True:
-            if stop():
-                raise Stopped()
-            try:
-                block = resp.read(BLOCK)
-            except OSError as exc:
-                raise RequestError(f"download failed after {done} bytes: {exc}") from None
-            if not block:
-                break
-            done += len(block)
-            progress(done)
-            yield block
-        if length and length.isdigit() and done != int(length):
-            raise RequestError(f"download ended after {done} of {length} bytes")
+        fd = os.open(part_name(iso_id), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o644, dir_fd=dir_fd)
+    except OSError as exc:
+        raise RequestError(f"part file of ISO {iso_id}: {exc.strerror}") from None
+    finally:
+        os.close(dir_fd)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise RequestError(f"part file of ISO {iso_id}: not a regular file")
+    os.fchmod(fd, 0o644)  # readable by qemu's account whatever rvd_back's UMask
+    return fd
+
+
+def remove_part(iso_dir: str, iso_id: int) -> None:
+    try:
+        dir_fd = open_dir(iso_dir, trusted=True)
+    except RequestError:
+        return
+    try:
+        unlink_quietly(part_name(iso_id), dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def verify_part(iso_dir: str, iso_id: int, name: str, *, expected_sha256: str | None,
+                stop: Callable[[], bool]) -> Verified:
+    """Check a downloaded part file as a whole (descriptor, SHA-256) and give it ``name``
+    (never replacing a file). A refusal removes the part; a stop keeps it for the next start."""
+    if (err := isofmt.name_error(name)) is not None:
+        raise RequestError(f"bad ISO name {name!r}: {err}")
+    fd = open_part(iso_dir, iso_id)
+    try:
+        digest, size, head = hashlib.sha256(), 0, bytearray()
+        for block in read_blocks(fd, stop):
+            if len(head) < isofmt.HEAD_BYTES:
+                head += block[:isofmt.HEAD_BYTES - len(head)]
+            digest.update(block)
+            size += len(block)
+    finally:
+        os.close(fd)
+    try:
+        kind = verify_head(bytes(head))
+        sha = digest.hexdigest()
+        if expected_sha256 and sha != expected_sha256:
+            raise RequestError(f"SHA-256 mismatch: expected {expected_sha256}, got {sha}")
+        dir_fd = open_dir(iso_dir, trusted=True)
+        try:
+            os.link(part_name(iso_id), name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd,
+                    follow_symlinks=False)
+        except FileExistsError:
+            raise RequestError(f"a file named {name!r} is already in {iso_dir}") from None
+        finally:
+            os.close(dir_fd)
+    finally:
+        remove_part(iso_dir, iso_id)
+    return Verified(size, sha, kind)

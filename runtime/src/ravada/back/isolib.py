@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from ravada import isofmt
-from ravada.back import isofiles
+from ravada.back import isodownload, isofiles
 from ravada.back.context import Context, Job
 from ravada.back.errors import RequestError
 from ravada.db import Iso, Machine
@@ -50,7 +50,7 @@ class Transfers:
 
     def _run(self, iso_id: int) -> None:
         try:
-            transfer(self.ctx, iso_id, self._stop.is_set)
+            transfer(self.ctx, iso_id, self._stop.is_set, self._stop.wait)
         finally:
             with self._lock:
                 self._busy.discard(iso_id)
@@ -92,18 +92,20 @@ def _throttled(ctx: Context, iso_id: int) -> Callable[[int], None]:
     return progress
 
 
-def transfer(ctx: Context, iso_id: int, stop: Callable[[], bool]) -> None:
-    """Bring row ``iso_id`` to ``ready`` or ``failed``; a stop leaves it to resume."""
+def transfer(ctx: Context, iso_id: int, stop: Callable[[], bool],
+             sleep: Callable[[float], object] = time.sleep) -> None:
+    """Bring row ``iso_id`` to ``ready`` or ``failed``; a stop leaves it to resume
+    (``sleep`` waits between download attempts and returns early on a stop)."""
     row = _row(ctx, iso_id)
     cfg = ctx.config.front
     try:
         if row.source == "url" and row.state == "downloading":
-            chunks = isofiles.download(row.url or "", cfg.iso_max_bytes, stop,
-                                       lambda n: _set(ctx, iso_id, size=n),
-                                       _throttled(ctx, iso_id))
-            got = isofiles.into_library(cfg.iso_dir, iso_id, row.name, chunks,
-                                        expected_sha256=row.expected_sha256,
-                                        max_bytes=cfg.iso_max_bytes)
+            isodownload.download(row.url or "", cfg.iso_dir, iso_id,
+                                 max_bytes=cfg.iso_max_bytes, stop=stop, sleep=sleep,
+                                 show=isodownload.Progress(lambda n: _set(ctx, iso_id, size=n),
+                                                           _throttled(ctx, iso_id)))
+            got = isofiles.verify_part(cfg.iso_dir, iso_id, row.name,
+                                       expected_sha256=row.expected_sha256, stop=stop)
         elif row.source == "upload" and row.state == "verifying":
             fd = isofiles.open_staged(cfg.iso_staging_dir, iso_id, row.size)
             try:
@@ -138,6 +140,8 @@ def _fail(ctx: Context, row: Iso, error: str) -> None:
     log.warning("ISO %d (%s) failed: %s", row.id, row.name, error)
     if row.source == "upload":  # nothing half-made stays: the upload starts over
         isofiles.remove_staged(ctx.config.front.iso_staging_dir, row.id)
+    if row.source == "url":  # the part a resumed download would have continued
+        isofiles.remove_part(ctx.config.front.iso_dir, row.id)
     _set(ctx, row.id, state="failed", error=error[:2000])
 
 
