@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from test_isolib)
 """URL downloads of the ISO library resume with HTTP Range (issue 15.2): after a dropped
 connection and after an rvd_back restart, counted at a real HTTP server on loopback that
 drops or stalls the first answer midway (real rvd_back on test:///default, real xorriso ISO).

@@ -366,6 +366,9 @@ def test_image_kind_reads_the_volume_descriptors(iso_image: bytes) -> None:
     ({"iso_dir": "/srv/isos", "iso_staging_dir": "/srv/isos/"}, "front.iso_staging_dir: must not"),
     ({"iso_staging_dir": "staging"}, "front.iso_staging_dir: an absolute path"),
     ({"iso_max_bytes": 1000}, "front.iso_max_bytes: from 1048576"),
+    ({"iso_upload_abandon_hours": 0}, "front.iso_upload_abandon_hours: from 1 to 8760"),
+    ({"iso_upload_abandon_hours": 8761}, "front.iso_upload_abandon_hours: from 1 to 8760"),
+    ({"iso_upload_abandon_hours": "24"}, "front.iso_upload_abandon_hours"),
 ])
 def test_config_checks_the_library_keys(front: dict[str, Any], message: str,
                                         tmp_path: Path) -> None:

@@ -93,6 +93,8 @@ class FrontConfig:
     # Uploads land here (written by the front's account); rvd_back copies them into iso_dir.
     iso_staging_dir: str = "/var/lib/ravada/iso-staging"
     iso_max_bytes: int = 64 * 1024 ** 3  # largest ISO uploaded or downloaded
+    # An unfinished upload without a chunk for this long is removed (row and staged file).
+    iso_upload_abandon_hours: int = 24
     novnc_dir: str = "/usr/share/novnc"
     max_waits_per_user: int = 4  # long-polls one user may hold at once (per front process)
     # Apache's LimitRequestBody must be the same number (the apache role takes it from rvd).
@@ -224,6 +226,8 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("front.max_request_bytes: from 1024 to 1073741824")
     if not 1024 ** 2 <= cfg.front.iso_max_bytes <= 1024 ** 4:
         raise ConfigError("front.iso_max_bytes: from 1048576 to 1099511627776")
+    if not 1 <= cfg.front.iso_upload_abandon_hours <= 8760:
+        raise ConfigError("front.iso_upload_abandon_hours: from 1 to 8760 (a year)")
     for key in ("iso_dir", "iso_staging_dir"):
         if not os.path.isabs(getattr(cfg.front, key)):
             raise ConfigError(f"front.{key}: an absolute path")

@@ -15,20 +15,23 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from ravada import isofmt
 from ravada.back import isodownload, isofiles
 from ravada.back.context import Context, Job
 from ravada.back.errors import RequestError
-from ravada.db import Iso, Machine
+from ravada.db import Iso, Machine, utcnow
 
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY = 1.0  # seconds between progress writes of a transfer
 TRANSFERS = 2  # transfers at once
+# Unfinished browser uploads (the front moves their ``updated_at`` with every chunk).
+UNFINISHED = (Iso.state == "uploading", Iso.source == "upload")
 
 
 class Transfers:
@@ -263,6 +266,38 @@ def resume(ctx: Context) -> int:
     for iso_id in ids:
         _start(ctx, iso_id)
     return len(ids)
+
+
+def abandon_deadline(ctx: Context) -> datetime | None:
+    """When the oldest unfinished upload counts as abandoned: its last chunk plus
+    ``front.iso_upload_abandon_hours`` (the daemon sleeps until then, see back/timers)."""
+    with ctx.db.sessionmaker() as s:
+        last = s.scalar(select(func.min(Iso.updated_at)).where(*UNFINISHED))
+    return None if last is None else last + _abandon_after(ctx)
+
+
+def _abandon_after(ctx: Context) -> timedelta:
+    return timedelta(hours=ctx.config.front.iso_upload_abandon_hours)
+
+
+def expire_uploads(ctx: Context) -> list[int]:
+    """Remove the uploads that got no chunk for ``front.iso_upload_abandon_hours``: the row
+    and its staged file. A chunk written meanwhile moved ``updated_at`` and keeps its row
+    (the delete is conditional); a chunk after the delete finds no row and no file."""
+    cutoff = utcnow() - _abandon_after(ctx)
+    gone: list[int] = []
+    with ctx.db.session() as s:
+        due = list(s.execute(select(Iso.id, Iso.name).where(*UNFINISHED,
+                                                            Iso.updated_at <= cutoff)))
+        for iso_id, name in due:
+            if s.execute(Iso.__table__.delete().where(Iso.id == iso_id, *UNFINISHED,
+                                                      Iso.updated_at <= cutoff)).rowcount:
+                gone.append(iso_id)
+                log.info("ISO upload %d (%s): no chunk for %d h, removed", iso_id, name,
+                         ctx.config.front.iso_upload_abandon_hours)
+    for iso_id in gone:
+        isofiles.remove_staged(ctx.config.front.iso_staging_dir, iso_id)
+    return gone
 
 
 def check_usable(ctx: Context, name: str) -> None:

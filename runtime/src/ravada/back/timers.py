@@ -5,7 +5,9 @@ restarted daemon keeps them. State and graphics events set or clear them (:func:
 :func:`on_graphics`; libvirt reports every display client: SPICE and VNC viewers, and
 rvd_console, which is a VNC client of the machine); the daemon sleeps until
 :meth:`Timers.next_wait` and then :meth:`Timers.fire` queues a shutdown (``remove`` for a
-volatile clone) for each machine whose deadline passed. Nothing here scans on a clock tick.
+volatile clone) for each machine whose deadline passed. An unfinished ISO upload's deadline is
+its last chunk (``isos.updated_at``) plus ``front.iso_upload_abandon_hours``: past it the
+upload and its staged file are removed. Nothing here scans on a clock tick.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from ravada import policy as rpolicy
 from ravada import queue
+from ravada.back import isolib
 from ravada.back.context import Context
 from ravada.db import Machine, Request, utcnow
 
@@ -115,7 +118,9 @@ class Timers:
         with self.ctx.db.sessionmaker() as s:
             row = s.execute(select(func.min(Machine.run_until),
                                    func.min(Machine.idle_until))).one()
-        return rpolicy.next_deadline(row)
+        found = [d for d in (rpolicy.next_deadline(row), isolib.abandon_deadline(self.ctx))
+                 if d is not None]
+        return min(found) if found else None
 
     def next_wait(self, cap: float) -> float:
         """Seconds until the earliest deadline, at most ``cap``."""
@@ -125,8 +130,12 @@ class Timers:
         return max(0.0, min(cap, (deadline - utcnow()).total_seconds()))
 
     def fire(self) -> list[int]:
-        """Queue the end of every machine past a deadline; returns the request ids."""
+        """Queue the end of every machine past a deadline (returns the request ids), and
+        remove the ISO uploads abandoned past theirs."""
         now = utcnow()
+        deadline = isolib.abandon_deadline(self.ctx)
+        if deadline is not None and deadline <= now:
+            isolib.expire_uploads(self.ctx)
         out: list[int] = []
         with self.ctx.db.session() as s:
             due = s.scalars(select(Machine).where(
