@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from test_browser_front import ARGS, CHROMIUM, PASSWORD, _shot, browser  # noqa: F401
 from test_isolib import iso_image  # noqa: F401
 from werkzeug.serving import make_server
 
 from ravada import config as rconfig
-from ravada import queue
+from ravada import queue, waiters
 from ravada.back.admin import add_user
 from ravada.back.daemon import Daemon
 from ravada.db import Database, Iso, Machine, Request
@@ -127,4 +128,41 @@ def test_admin_uploads_an_iso_and_creates_a_machine_from_it(
     assert "installer.iso" in xml
     page.goto(url + "/admin/isos")
     assert "installer-vm" in page.locator("tr[data-name='installer.iso']").inner_text()
+    assert not errors, errors
+
+
+def test_a_transfer_s_progress_reaches_the_page_without_polling(
+        site: tuple[str, Database, Daemon], browser: Any) -> None:  # noqa: F811
+    """The page follows a download through the long-poll: one request waits while nothing
+    moves (the old script asked every 2 s), and rvd_back's announcement moves the bar."""
+    url, db, daemon = site
+    with db.session() as s:  # a download under way (no backend works on it: it stays put)
+        row = Iso(name="far.iso", state="downloading", source="url", url="http://x/far.iso",
+                  size=1000, received=100, expected_sha256="0" * 64)
+        s.add(row)
+        s.flush()
+        iso_id = row.id
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/admin/isos/data" in r.url else None)
+    page.goto(url + "/login")
+    page.fill("input[name=name]", "admin")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.goto(url + "/admin/isos")
+    page.wait_for_selector("#isos[data-live-fp]", timeout=10000)
+    time.sleep(5)  # quiet: the page holds one long-poll, it does not ask again
+    assert len(asked) == 2 and all("/admin/isos/data/live?" in a for a in asked), asked
+    bar = page.locator(f"tr[data-iso='{iso_id}'] progress")
+    assert bar.evaluate("e => e.value") == 100
+    with db.session() as s:
+        s.execute(update(Iso).where(Iso.id == iso_id).values(received=600))
+    t0 = time.monotonic()
+    waiters.announce(daemon.config.queue.socket, [waiters.ISOS])  # what rvd_back's write does
+    page.wait_for_function(f"document.querySelector(\"tr[data-iso='{iso_id}'] progress\")"
+                           ".value === 600", timeout=5000)
+    assert time.monotonic() - t0 < 3
+    assert len(asked) == 3
     assert not errors, errors

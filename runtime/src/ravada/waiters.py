@@ -12,7 +12,8 @@ Abstract sockets need no directory both the root backend and the ``ravada`` fron
 and vanish with their process. A request finished elsewhere (a backend on another host, an
 old backend) is still seen: waiters re-read the row every :data:`FALLBACK` seconds.
 The id :data:`CHANGED` (0) is no request: it says that some machine or request row changed
-(a lifecycle event, a request claimed or finished) and wakes the live lists.
+(a lifecycle event, a request claimed or finished) and wakes the live lists; :data:`ISOS` (-1)
+says the same of the ISO library's rows.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class Listener:
             except OSError:
                 return
             for part in data.split(b","):
-                if part.isdigit():
+                if part.isdigit() or (part[:1] == b"-" and part[1:].isdigit()):
                     self._wake(int(part))
 
     def _wake(self, req_id: int) -> None:
@@ -111,6 +112,9 @@ def listener(socket_path: str) -> Listener | None:
 _peers: dict[str, tuple[float, list[str]]] = {}
 # Announced like a request id: "a machine or request row changed" (the live lists wait on it).
 CHANGED = 0
+# "An ISO library row changed" (a transfer's progress, once a second): only the ISO page's
+# long-poll waits on it, so a download does not wake every user's desktop list.
+ISOS = -1
 HELLO = b"w"  # to the queue socket: "a new waiter socket exists" (rvd_back scans again)
 
 

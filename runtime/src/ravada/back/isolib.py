@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from ravada import isofmt
+from ravada import isofmt, waiters
 from ravada.back import isodownload, isofiles
 from ravada.back.context import Context, Job
 from ravada.back.errors import RequestError
@@ -82,6 +82,12 @@ def _row(ctx: Context, iso_id: Any) -> Iso:
 def _set(ctx: Context, iso_id: int, **values: Any) -> None:
     with ctx.db.session() as s:
         s.execute(update(Iso).where(Iso.id == iso_id).values(**values))
+    announce(ctx)
+
+
+def announce(ctx: Context) -> None:
+    """Wake the ISO page's long-poll (after the commit): progress is pushed, not polled."""
+    waiters.announce(ctx.config.queue.socket, [waiters.ISOS])
 
 
 def _throttled(ctx: Context, iso_id: int) -> Callable[[int], None]:
@@ -225,6 +231,7 @@ def iso_remove(ctx: Context, job: Job) -> dict[str, Any]:
     isofiles.remove_staged(ctx.config.front.iso_staging_dir, row.id)
     with ctx.db.session() as s:
         s.execute(Iso.__table__.delete().where(Iso.id == row.id))
+    announce(ctx)
     return {"removed": row.name}
 
 
@@ -247,6 +254,8 @@ def scan(ctx: Context) -> list[int]:
             s.add(row)
             s.flush()
             found.append(row.id)
+    if found:
+        announce(ctx)
     return found
 
 
@@ -297,6 +306,8 @@ def expire_uploads(ctx: Context) -> list[int]:
                          ctx.config.front.iso_upload_abandon_hours)
     for iso_id in gone:
         isofiles.remove_staged(ctx.config.front.iso_staging_dir, iso_id)
+    if gone:
+        announce(ctx)
     return gone
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ravada import isofmt, queue
+from ravada import isofmt, queue, waiters
 from ravada.db import Iso, Machine
 from ravada.front.dbutil import write_session
 from ravada.front.errors import BadInput, Conflict, FrontError, Invalid, NotFound, Unavailable
@@ -123,6 +123,12 @@ def _add(s: Session, row: Iso) -> None:
         raise Conflict(f"an ISO named {row.name!r} already exists") from None
 
 
+def _announce(fs: FrontState) -> None:
+    """Other admins' ISO pages (their long-poll) see a new row or a finished upload at once;
+    the chunks in between are not announced (one per MiB would wake them all the time)."""
+    waiters.announce(fs.config.queue.socket, [waiters.ISOS])
+
+
 def _staging_fd(fs: FrontState) -> int:
     path = fs.config.front.iso_staging_dir
     try:
@@ -201,6 +207,7 @@ def put_chunk(fs: FrontState, viewer: Viewer, iso_id: int, offset: Any, length: 
             queue.enqueue(s, "iso_import", {"iso_id": iso_id}, user_id=viewer.id)
     if complete:
         queue.notify(fs.config.queue.socket)
+        _announce(fs)
     return {"id": iso_id, "received": at + length, "size": size,
             "state": "verifying" if complete else "uploading"}
 
@@ -242,6 +249,7 @@ def register_url(fs: FrontState, viewer: Viewer, data: dict[str, Any]) -> dict[s
         req = queue.enqueue(s, "iso_download", {"iso_id": row.id}, user_id=viewer.id)
         out = {**iso_json(row, []), "request_id": req.id}
     queue.notify(fs.config.queue.socket)
+    _announce(fs)
     return out
 
 

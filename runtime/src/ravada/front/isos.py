@@ -3,11 +3,13 @@ endpoints the upload script talks to (session + X-CSRFToken, errors as JSON)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 
-from ravada.front import isolib, web
+from ravada import waiters
+from ravada.front import isolib, live, web
 from ravada.front.errors import BadInput, FrontError
 from ravada.front.state import front
 
@@ -81,6 +83,16 @@ def _body() -> dict[str, Any]:
 @web.admin_required
 def list_json() -> Any:
     return web.no_store(jsonify(isolib.library(front())))
+
+
+@data_bp.get("/live")
+@web.admin_required
+def live_json() -> Any:
+    """The rows as a long-poll (``?after=<fp>&wait=<s>``): answers when rvd_back announces
+    a change of the library (a transfer's progress, once a second) or after ``wait``."""
+    fs = front()
+    return live.reply(lambda: json.dumps(isolib.library(fs), sort_keys=True), waiters.ISOS,
+                      lambda text: {"isos": json.loads(text)})
 
 
 @data_bp.get("/<id:iso_id>")

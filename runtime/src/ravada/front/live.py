@@ -60,8 +60,10 @@ def _fp(html: str) -> str:
     return hashlib.sha256(html.replace(generate_csrf(), "").encode()).hexdigest()[:20]
 
 
-def reply(render: Callable[[], str]) -> Any:
-    """The long-poll around ``render`` (a fragment of the current rows).
+def reply(render: Callable[[], str], channel: int = waiters.CHANGED,
+          wrap: Callable[[str], dict[str, Any]] = lambda html: {"html": html}) -> Any:
+    """The long-poll around ``render`` (a fragment of the current rows; ``wrap`` makes the
+    answer's body of it), woken by announcements on ``channel``.
 
     The watch on the change announcement starts before the first render, so a change
     committed after that render always wakes this wait.
@@ -70,12 +72,12 @@ def reply(render: Callable[[], str]) -> Any:
     wait = validate.wait_seconds(request.args.get("wait"), default=DEFAULT_WAIT)
     fs = front()
     listener = waiters.listener(fs.config.queue.socket) if wait > 0 else None
-    with (listener.watch(waiters.CHANGED) if listener
+    with (listener.watch(channel) if listener
           else contextlib.nullcontext(None)) as event:
         html = render()
         fp = _fp(html)
         if fp != after or wait <= 0:
-            return web.no_store(jsonify({"fp": fp, "html": html}))
+            return web.no_store(jsonify({"fp": fp, **wrap(html)}))
         try:
             with _live_slot(), waits.slot(fs, web.current()):
                 deadline = time.monotonic() + wait
@@ -91,8 +93,8 @@ def reply(render: Callable[[], str]) -> Any:
                     html = render()
                     fp = _fp(html)
         except TooManyRequests:
-            return web.no_store(jsonify({"fp": fp, "html": html, "retry": RETRY}))
-    return web.no_store(jsonify({"fp": fp, "html": html}))
+            return web.no_store(jsonify({"fp": fp, **wrap(html), "retry": RETRY}))
+    return web.no_store(jsonify({"fp": fp, **wrap(html)}))
 
 
 @bp.get("/machines")

@@ -76,20 +76,66 @@ async function upload(file, sha256) {
   return row.id;
 }
 
-// Follow one ISO until it is ready or failed. The backend writes progress once a second,
-// so asking every two seconds loses nothing; nothing is asked once the transfer ends.
-async function watch(id) {
-  for (;;) {
-    const resp = await fetch(`${table.dataset.url.replace(/\/$/, "")}/${id}`, { credentials: "same-origin" });
-    if (resp.status === 404) return null;
-    const iso = await json(resp);
-    if (!resp.ok) throw new Error(iso.detail || `HTTP ${resp.status}`);
-    const tr = table.querySelector(`tr[data-iso="${id}"]`);
-    const prog = tr?.querySelector("progress");
-    if (prog) { prog.max = iso.size || 1; prog.value = iso.received; }
-    if (iso.state === "ready" || iso.state === "failed") return iso;
-    await sleep(2000);
+// Transfers under way follow the backend through the library's long-poll: it answers when
+// rvd_back announces a change (each progress write, about once a second; the end of a
+// transfer) or after 25 s of quiet. No timer of ours asks in between; a failed request
+// backs off (the server's Retry-After, or 2, 4, 8 … s while it is away).
+const watched = new Map();  // ISO id -> resolve(the row when it is ready or failed, or null)
+let following = false;
+
+function showRow(iso) {
+  const prog = table?.querySelector(`tr[data-iso="${iso.id}"] progress`);
+  if (prog) { prog.max = iso.size || 1; prog.value = iso.received; }
+}
+
+async function follow() {
+  if (following) return;
+  following = true;
+  const live = `${table.dataset.url.replace(/\/$/, "")}/live`;
+  let fp = "";
+  let failures = 0;
+  try {
+    while (watched.size) {
+      let data;
+      try {
+        const resp = await fetch(`${live}?after=${encodeURIComponent(fp)}&wait=25`, {
+          credentials: "same-origin", headers: { "Accept": "application/json" } });
+        if ([401, 403].includes(resp.status)) return;  // logged out: stop
+        if (!resp.ok) {
+          await sleep(Number(resp.headers.get("Retry-After") || 30) * 1000);
+          continue;
+        }
+        data = await json(resp);
+        failures = 0;
+      } catch (e) {
+        failures += 1;
+        await sleep(Math.min(30000, 1000 * 2 ** failures));
+        continue;
+      }
+      fp = data.fp;
+      table.dataset.liveFp = fp;  // what the rows show (tests wait on it)
+      const rows = new Map((data.isos || []).map((iso) => [String(iso.id), iso]));
+      rows.forEach(showRow);
+      for (const [id, done] of watched) {
+        const iso = rows.get(id);
+        if (!iso || iso.state === "ready" || iso.state === "failed") {
+          watched.delete(id);
+          done(iso || null);
+        }
+      }
+      if (data.retry) await sleep(data.retry * 1000);  // the process has no thread to spare
+    }
+  } finally {
+    following = false;
   }
+}
+
+// The row of ISO `id` once it is ready or failed (null when it was removed).
+function watch(id) {
+  return new Promise((resolve) => {
+    watched.set(String(id), resolve);
+    follow();
+  });
 }
 
 form?.addEventListener("submit", async (ev) => {
