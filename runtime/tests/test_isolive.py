@@ -62,12 +62,17 @@ def test_download_progress_wakes_a_waiting_long_poll(lib: Lib, iso_image: bytes)
         iso_id = row_named(lib, "live.iso").id
         assert srv.stalled.wait(10)
         now, _ = _live(lib)
-        # the transfer is under way: the next progress write (once a second) wakes the wait
-        moved, took = _live(lib, now["fp"], wait=20)
-        assert took < 5, took
-        row = next(i for i in moved["isos"] if i["id"] == iso_id)
         before = next(i for i in now["isos"] if i["id"] == iso_id)
-        assert row["state"] == "downloading" and row["received"] > before["received"]
+        # the transfer is under way: each write (the size, then progress once a second)
+        # wakes a 20 s wait within moments, and the bytes grow
+        moved, row = now, before
+        for _ in range(4):
+            moved, took = _live(lib, moved["fp"], wait=20)
+            assert took < 5, took
+            row = next(i for i in moved["isos"] if i["id"] == iso_id)
+            if row["received"] > before["received"]:
+                break
+        assert row["state"] == "downloading" and row["received"] > before["received"], row
         assert row["size"] == len(iso_image)
         srv.release.set()
         # the end of the transfer wakes it too
