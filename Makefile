@@ -31,7 +31,7 @@ DOCKER_SYSTEMD_OPTS := \
 # does the same when pytest runs alone); nothing is fetched while they match the lock.
 OIDC_DIR := runtime/tests/oidc
 
-.PHONY: help venv lint test-runtime oidc-provider docker images guest-image molecule test demo demo-destroy bench build clean distclean
+.PHONY: help venv lint test-runtime oidc-provider docker images guest-image molecule molecule-nodes test demo demo-destroy bench build clean distclean
 
 help:
 	@echo "make venv          .venv from $(PYTHON) --system-site-packages + tooling + runtime[test]"
@@ -39,7 +39,8 @@ help:
 	@echo "make test-runtime  the runtime's pytest suite"
 	@echo "make guest-image   the Debian desktop qcow2 (cached in $(RAVADA_IMAGE_CACHE))"
 	@echo "make molecule      molecule test -s default (Debian 12 and 13 systemd containers)"
-	@echo "make test          lint + test-runtime + molecule"
+	@echo "make molecule-nodes molecule test -s nodes (a broker and two hypervisor nodes, Debian 12)"
+	@echo "make test          lint + test-runtime + molecule + molecule-nodes"
 	@echo "make demo          one Debian 12 container 'ravada-demo' deployed with inventories/local"
 	@echo "make bench         benchmarks (bench/README.md); P1/P5 need a deployed host"
 	@echo "make build         ansible-galaxy collection build"
@@ -82,7 +83,12 @@ guest-image:
 molecule: venv images guest-image
 	molecule test -s default $(if $(CI),--no-command-borders,)
 
-test: lint test-runtime molecule
+# `make test` runs it after `molecule` (prerequisites in order, no -j: never two scenarios at
+# once); no dependency on `molecule`, so that make -k still runs it when the other failed.
+molecule-nodes: venv images guest-image
+	molecule test -s nodes $(if $(CI),--no-command-borders,)
+
+test: lint test-runtime molecule molecule-nodes
 
 demo: venv docker guest-image
 	bash scripts/build-image.sh 12
@@ -111,6 +117,7 @@ build:
 
 clean: demo-destroy
 	-test -x $(BIN)/molecule && molecule destroy -s default
+	-test -x $(BIN)/molecule && molecule destroy -s nodes
 	rm -rf dist/ .cache/ .pytest_cache/ .ruff_cache/ runtime/.pytest_cache runtime/.ruff_cache
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -print0 | xargs -0 rm -rf
 
