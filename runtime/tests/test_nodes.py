@@ -339,3 +339,28 @@ def test_a_node_back_from_a_stall_refreshes_its_machines(cluster: Cluster, db: D
     n1.daemon._heartbeat()
     with db.sessionmaker() as s:
         assert s.scalar(select(Machine.state).where(Machine.base_id == base)) == "running"
+
+
+def test_deadlines_and_pool_refills_are_each_nodes_own(db: Database, tmp_path: Path) -> None:
+    """A node fires the deadlines of its own machines and keeps the pools of its own bases:
+    two nodes never queue the same shutdown, nor refill one pool twice."""
+    from ravada.back.pool import PoolKeeper
+    from ravada.back.timers import Timers
+
+    with db.session() as s:
+        a, b = _node(s, "a"), _node(s, "b")
+        past = utcnow() - timedelta(seconds=5)
+        s.add(Machine(name="late-on-b", state="running", node_id=b, run_until=past))
+        s.add(Machine(name="pool-base-a", is_base=True, state="shutdown", node_id=a,
+                      pool_size=2))
+    cfg = rconfig.from_dict({"queue": {"socket": str(tmp_path / "q.sock")}})
+    ctx_a = Context(cfg, db, None, None)  # type: ignore[arg-type]
+    ctx_b = Context(cfg, db, None, None)  # type: ignore[arg-type]
+    ctx_a.node_id, ctx_b.node_id = a, b
+    assert PoolKeeper(ctx_b, 4, quiet=0).tick() == []
+    assert len(PoolKeeper(ctx_a, 4, quiet=0).tick()) == 2
+    assert Timers(ctx_a).fire() == [] and Timers(ctx_a).next_deadline() is None
+    fired = Timers(ctx_b).fire()
+    assert len(fired) == 1
+    with db.sessionmaker() as s:
+        assert s.get(Request, fired[0]).node_id == b

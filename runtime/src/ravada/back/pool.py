@@ -30,6 +30,7 @@ from ravada import queue
 from ravada.back import timers
 from ravada.back.context import Context
 from ravada.back.machines import discard
+from ravada.back.nodes import mine
 from ravada.db import Machine, Request, utcnow
 
 log = logging.getLogger(__name__)
@@ -163,8 +164,8 @@ class PoolKeeper:
                 return []
             # pooled bases, and bases whose pool was shrunk to 0 but still has clones
             pooled = select(Machine.base_id).where(Machine.is_pool.is_(True))
-            bases = s.scalars(select(Machine).where(
-                Machine.is_base.is_(True),
+            bases = s.scalars(select(Machine).where(  # one keeper per base: its node's
+                Machine.is_base.is_(True), mine(self.ctx),
                 or_(Machine.pool_size > 0, Machine.id.in_(pooled)))).all()
             if not bases:
                 return []

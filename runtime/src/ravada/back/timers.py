@@ -22,6 +22,7 @@ from ravada import policy as rpolicy
 from ravada import queue
 from ravada.back import isolib
 from ravada.back.context import Context
+from ravada.back.nodes import mine
 from ravada.db import Machine, Request, utcnow
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,7 @@ class Timers:
     def next_deadline(self) -> datetime | None:
         with self.ctx.db.sessionmaker() as s:
             row = s.execute(select(func.min(Machine.run_until),
-                                   func.min(Machine.idle_until))).one()
+                                   func.min(Machine.idle_until)).where(mine(self.ctx))).one()
         found = [d for d in (rpolicy.next_deadline(row), isolib.abandon_deadline(self.ctx))
                  if d is not None]
         return min(found) if found else None
@@ -138,8 +139,8 @@ class Timers:
             isolib.expire_uploads(self.ctx)
         out: list[int] = []
         with self.ctx.db.session() as s:
-            due = s.scalars(select(Machine).where(
-                or_(Machine.run_until <= now, Machine.idle_until <= now))).all()
+            due = s.scalars(select(Machine).where(  # each node ends its own machines
+                mine(self.ctx), or_(Machine.run_until <= now, Machine.idle_until <= now))).all()
             for m in due:
                 idle_due = m.idle_until is not None and m.idle_until <= now
                 run_due = m.run_until is not None and m.run_until <= now
