@@ -73,7 +73,7 @@ PUBLIC_ENDPOINTS = {"static", "auth.login", "auth.login_post", "auth.logout", "u
                     "oidc.start", "oidc.callback",
                     "ops.healthz", "ops.metrics", "api.openapi", "api.session_login",
                     "api.tokens_create", "api.session_logout",
-                    "totp.login_code", "totp.login_code_post"}
+                    "totp.login_code", "totp.login_code_post", "i18n.set_language"}
 ADMIN_API = {"api.machines_create", "api.machine_public", "api.machine_prepare_base",
              "api.machine_remove_base", "api.isos_list", "api.users_list", "api.users_create",
              "api.users_update", "api.settings_get", "api.settings_update",

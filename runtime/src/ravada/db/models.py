@@ -64,6 +64,8 @@ class User(Base):
     # Single sign-on users: the provider account (its ``sub``) the row is bound to at the
     # first login; None until then, and again after an admin (re)links the row.
     oidc_subject: Mapped[str | None] = mapped_column(String(255), nullable=True, unique=True)
+    # The language the user picked on the account page (None: the browser's Accept-Language).
+    locale: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
     machines: Mapped[list[Machine]] = relationship(back_populates="owner")
 

@@ -15,7 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from ravada.config import Config
 from ravada.db import Database
-from ravada.front import validate, web
+from ravada.front import i18n, validate, web
 from ravada.front.errors import FrontError
 from ravada.front.netutil import TrustedProxyMiddleware
 from ravada.front.security import load_secret_key
@@ -84,6 +84,7 @@ def create_app(config: Config, db: Database | None = None) -> Flask:
     app.before_request(web.load_viewer)
     app.before_request(enforce_totp)  # auth.totp.required_for: enrolment first
     csrf.init_app(app)
+    i18n.init_app(app)  # Flask-Babel: the language of each request, the picker
     app.add_template_filter(markdown, "markdown")
     for bp in (auth_bp, oidc_bp, totp_bp, user_bp, admin_bp, isos_bp, isos_data_bp, api_bp,
                ops_bp, live_bp):

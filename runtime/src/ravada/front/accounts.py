@@ -37,7 +37,7 @@ CLOSE_USER = "close_user"  # rvd_back: close a disabled user's display openings 
 def viewer_of(user: User) -> Viewer:
     return Viewer(id=user.id, name=user.name, is_admin=user.is_admin,
                   session_version=user.session_version or 0,
-                  second_factor=user.totp_enabled_at is not None)
+                  second_factor=user.totp_enabled_at is not None, locale=user.locale)
 
 
 def user_json(u: User) -> dict[str, Any]:

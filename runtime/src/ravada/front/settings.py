@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from ravada.db import Setting
 from ravada.front import validate
 from ravada.front.errors import Invalid
+from ravada.front.i18n import N_
 
 
 @dataclass(frozen=True)
@@ -32,22 +33,24 @@ def _ws_url(value: Any) -> str:
 
 
 KEYS: dict[str, Key] = {k.name: k for k in (
-    Key("site_title", "Ravada VDI", "Name shown in the page header.",
+    Key("site_title", "Ravada VDI", N_("Name shown in the page header."),
         lambda v: validate.text(v, "site_title", max_len=64)),
-    Key("motd", "", "Message shown above the desktop list (plain text).",
+    Key("motd", "", N_("Message shown above the desktop list (plain text)."),
         lambda v: validate.text(v, "motd", min_len=0, max_len=1000)),
     Key("login_max_failures", 10,
-        "Failed logins allowed per address (IPv6: per /64) in the window.",
+        N_("Failed logins allowed per address (IPv6: per /64) in the window."),
         lambda v: validate.integer(v, "login_max_failures", lo=1, hi=1000), "int"),
-    Key("login_window_seconds", 300, "Length of the login rate-limit window.",
+    Key("login_window_seconds", 300, N_("Length of the login rate-limit window."),
         lambda v: validate.integer(v, "login_window_seconds", lo=10, hi=86400), "int"),
     Key("login_account_free", 5,
-        "Failures per user name in the window before tries for it from addresses that "
-        "failed too must wait (1, 2, 4 … 60 s); clean addresses never wait.",
+        N_("Failures per user name in the window before tries for it from addresses that "
+           "failed too must wait (1, 2, 4 … 60 s); clean addresses never wait."),
         lambda v: validate.integer(v, "login_account_free", lo=1, hi=1000), "int"),
-    Key("console_ws_url", "", "Browser-console websocket URL; empty derives it from the request.",
+    Key("console_ws_url", "",
+        N_("Browser-console websocket URL; empty derives it from the request."),
         _ws_url),
-    Key("max_running_per_user", 0, "Machines one user may have running at once (0: no limit).",
+    Key("max_running_per_user", 0,
+        N_("Machines one user may have running at once (0: no limit)."),
         lambda v: validate.integer(v, "max_running_per_user", lo=0, hi=1000), "int"),
 )}
 

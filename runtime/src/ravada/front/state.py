@@ -46,6 +46,7 @@ class Viewer:
     is_admin: bool
     session_version: int = 0  # the user's current one; older session cookies are void
     second_factor: bool = False  # TOTP is on: a login needs a code after the password
+    locale: str | None = None  # the language picked on the account page (None: the browser's)
 
 
 def front() -> FrontState:
