@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from ravada.front import (
     accounts,
@@ -17,6 +18,7 @@ from ravada.front import (
 )
 from ravada.front.dbutil import write_session
 from ravada.front.errors import BadInput, FrontError
+from ravada.front.i18n import action_label
 from ravada.front.state import front
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -27,10 +29,6 @@ MACHINE_ACTIONS = machines.ADMIN_ACTIONS + (
 
 def _back(endpoint: str, **kw: Any) -> Any:
     return redirect(url_for(endpoint, **kw))
-
-
-def _flash_error(exc: FrontError) -> None:
-    flash(exc.detail, "error")
 
 
 @bp.get("/")
@@ -52,12 +50,11 @@ def machines_page() -> Any:
 @bp.post("/machines")
 @web.admin_required
 def machines_create() -> Any:
-    try:
-        rid = machines.create_machine(front(), web.current(), request.form.to_dict())
-        flash(f"Creating {request.form.get('name')} (request {rid}).", "ok")
-    except FrontError as exc:
-        _flash_error(exc)
-    return _back("admin.machines_page")
+    return web.form_post(
+        lambda: machines.create_machine(front(), web.current(), request.form.to_dict()),
+        lambda rid: _("Creating %(name)s (request %(id)s).", name=request.form.get("name"),
+                      id=rid),
+        "admin.machines_page")
 
 
 def _to_page(machine_id: int, rid: int | None = None) -> Any:
@@ -72,23 +69,26 @@ def _to_page(machine_id: int, rid: int | None = None) -> Any:
 @web.admin_required
 def machine_post(machine_id: int) -> Any:
     action = request.form.get("action", "")
-    rid = None
-    try:
+
+    def run() -> tuple[str, int | None]:
+        """The success text and the request queued (None for public/private)."""
         if action in machine_settings.DESTRUCTIVE and request.form.get("confirm") != "yes":
-            raise BadInput(f"{action.replace('_', ' ').capitalize()} needs a confirmation: "
-                           "tick the box next to its button")
+            raise BadInput(_("%(action)s needs a confirmation: tick the box next to its "
+                             "button", action=action_label(action)))
         if action in ("public", "private"):
             m = machines.set_public(front(), web.current(), machine_id, action == "public")
-            flash(f"{m['name']} is now {'public' if m['is_public'] else 'private'}.", "ok")
-        elif action in MACHINE_ACTIONS:
+            if m["is_public"]:
+                return _("%(name)s is now public.", name=m["name"]), None
+            return _("%(name)s is now private.", name=m["name"]), None
+        if action in MACHINE_ACTIONS:
             rid = machines.machine_action(front(), web.current(), machine_id, action,
                                           web.client_ip())
-            flash(f"{action.replace('_', ' ').capitalize()} requested (request {rid}).", "ok")
-        else:
-            raise BadInput("unknown action")
-    except FrontError as exc:
-        _flash_error(exc)
-    return _to_page(machine_id, rid)
+            return _("%(action)s requested (request %(id)s).", action=action_label(action),
+                     id=rid), rid
+        raise BadInput(_("unknown action"))
+
+    return web.form_post(run, lambda done: done[0],
+                         lambda done: _to_page(machine_id, done[1] if done else None))
 
 
 @bp.post("/machines/<id:machine_id>/policy")
@@ -98,12 +98,8 @@ def machine_policy(machine_id: int) -> Any:
     form = {k: v for k, v in request.form.items() if k in POLICY_FIELDS}
     for box in ("volatile", "shutdown_disconnected"):
         form[box] = box in request.form
-    try:
-        policies.update(front(), web.current(), machine_id, form)
-        flash("Policy saved.", "ok")
-    except FrontError as exc:
-        _flash_error(exc)
-    return _to_page(machine_id)
+    return web.form_post(lambda: policies.update(front(), web.current(), machine_id, form),
+                         _("Policy saved."), lambda _done: _to_page(machine_id))
 
 
 @bp.get("/users")
@@ -119,12 +115,9 @@ def users_page() -> Any:
 def users_create() -> Any:
     form = request.form.to_dict()
     form["is_admin"] = "is_admin" in request.form
-    try:
-        u = accounts.create_user(front(), web.current(), form)
-        flash(f"User {u['name']} created.", "ok")
-    except FrontError as exc:
-        _flash_error(exc)
-    return _back("admin.users_page")
+    return web.form_post(lambda: accounts.create_user(front(), web.current(), form),
+                         lambda u: _("User %(name)s created.", name=u["name"]),
+                         "admin.users_page")
 
 
 @bp.post("/users/<id:user_id>")
@@ -136,16 +129,17 @@ def user_post(user_id: int) -> Any:
         "disable": {"is_disabled": True}, "enable": {"is_disabled": False},
         "password": {"password": request.form.get("password", "")},
     }.get(op, {})
-    try:
+
+    def run() -> dict[str, Any]:
         if not changes:
-            raise BadInput("unknown operation")
+            raise BadInput(_("unknown operation"))
         u = accounts.update_user(front(), web.current(), user_id, changes)
         if user_id == web.current().id:  # your own reset keeps this session
             web.keep_session(accounts.session_version(front(), user_id))
-        flash(f"User {u['name']} updated.", "ok")
-    except FrontError as exc:
-        _flash_error(exc)
-    return _back("admin.users_page")
+        return u
+
+    return web.form_post(run, lambda u: _("User %(name)s updated.", name=u["name"]),
+                         "admin.users_page")
 
 
 @bp.get("/requests")
@@ -154,7 +148,7 @@ def requests_page() -> Any:
     try:
         filters = requests_log.filters(request.args)
     except FrontError as exc:
-        _flash_error(exc)
+        flash(exc.detail, "error")
         filters = {}
     with front().db.sessionmaker() as s:
         rows = requests_log.search(s, web.current(), filters)
@@ -174,13 +168,12 @@ def settings_page() -> Any:
 @web.admin_required
 def settings_post() -> Any:
     changes = {k: request.form[k] for k in settings.KEYS if k in request.form}
-    try:
+
+    def run() -> None:
         with write_session(front().db) as s:
             settings.update(s, changes)
-        flash("Settings saved.", "ok")
-    except FrontError as exc:
-        _flash_error(exc)
-    return _back("admin.settings_page")
+
+    return web.form_post(run, _("Settings saved."), "admin.settings_page")
 
 
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import render_template, request
+from flask_babel import gettext as _
 
 from ravada.front import accounts, web
 from ravada.front import groups as service
 from ravada.front.admin import bp
-from ravada.front.errors import FrontError
+from ravada.front.errors import BadInput
 from ravada.front.state import front
 
 
@@ -29,49 +30,49 @@ def groups_page() -> Any:
 @bp.post("/groups")
 @web.admin_required
 def groups_create() -> Any:
-    try:
-        g = service.create_group(front(), web.current(), request.form.to_dict())
-        flash(f"Group {g['name']} created.", "ok")
-    except FrontError as exc:
-        flash(exc.detail, "error")
-    return redirect(url_for("admin.groups_page"))
+    return web.form_post(
+        lambda: service.create_group(front(), web.current(), request.form.to_dict()),
+        lambda g: _("Group %(name)s created.", name=g["name"]), "admin.groups_page")
 
 
 @bp.post("/groups/<id:group_id>")
 @web.admin_required
 def group_post(group_id: int) -> Any:
     op, user = request.form.get("op", ""), request.form.get("user", "")
-    try:
+
+    def run() -> str:
+        """The change, and its success text."""
         if op == "delete":
             service.delete_group(front(), web.current(), group_id)
-            flash("Group deleted.", "ok")
-        elif op == "limit":
+            return _("Group deleted.")
+        if op == "limit":
             g = service.update_group(front(), web.current(), group_id,
                                      {"max_running": request.form.get("max_running", "")})
             limit = g["max_running"]
-            flash(f"Running limit of {g['name']}: "
-                  f"{'none of its own' if limit is None else limit or 'no limit'}.", "ok")
-        elif op in ("add", "remove"):
+            text = (_("none of its own") if limit is None else str(limit) if limit
+                    else _("no limit"))
+            return _("Running limit of %(name)s: %(limit)s.", name=g["name"], limit=text)
+        if op in ("add", "remove"):
             service.set_member(front(), web.current(), group_id, user, op == "add")
-            flash(f"{user} {'added' if op == 'add' else 'removed'}.", "ok")
-        else:
-            flash("unknown operation", "error")
-    except FrontError as exc:
-        flash(exc.detail, "error")
-    return redirect(url_for("admin.groups_page"))
+            if op == "add":
+                return _("%(user)s added.", user=user)
+            return _("%(user)s removed.", user=user)
+        raise BadInput(_("unknown operation"))
+
+    return web.form_post(run, lambda text: text, "admin.groups_page")
 
 
 @bp.post("/bases/<id:base_id>/access")
 @web.admin_required
 def base_access_post(base_id: int) -> Any:
     """The access list from the base's row: no group ticked means everyone."""
-    try:
+    def run() -> list[dict[str, Any]]:
         ids = service.group_ids(request.form.getlist("groups"))
-        rows = service.set_base_access(front(), web.current(), base_id, ids)
-        names = ", ".join(g["name"] for g in rows) or "everyone"
-        flash(f"Access list saved: {names}.", "ok")
-    except FrontError as exc:
-        flash(exc.detail, "error")
-    if request.form.get("next") == "machine":
-        return redirect(url_for("admin.machine_page", machine_id=base_id))
-    return redirect(url_for("admin.machines_page"))
+        return service.set_base_access(front(), web.current(), base_id, ids)
+
+    back = request.form.get("next") == "machine"
+    return web.form_post(
+        run, lambda rows: _("Access list saved: %(names)s.",
+                            names=", ".join(g["name"] for g in rows) or _("everyone")),
+        "admin.machine_page" if back else "admin.machines_page",
+        **({"machine_id": base_id} if back else {}))

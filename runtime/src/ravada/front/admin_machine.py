@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from flask import flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from ravada.auth import groups as group_store
 from ravada.front import machine_settings, machines, web
 from ravada.front.admin import bp
-from ravada.front.errors import FrontError
 from ravada.front.markdown import render as markdown
 from ravada.front.state import front
 
@@ -43,25 +43,22 @@ def machine_page(machine_id: int) -> Any:
 @web.admin_required
 def machine_hardware(machine_id: int, section: str) -> Any:
     if section not in HARDWARE_FORMS:
-        flash(f"No hardware form {section!r}.", "error")
+        flash(_("No hardware form %(name)s.", name=repr(section)), "error")
         return back_to(machine_id)
-    try:
+
+    def run() -> int:
         change = machine_settings.change_from_form(request.form.to_dict(), section)
-        rid = machine_settings.submit_hardware(front(), web.current(), machine_id, change)
-        flash(f"Hardware change requested (request {rid}).", "ok")
-        return back_to(machine_id, rid)
-    except FrontError as exc:
-        flash(exc.detail, "error")
-    return back_to(machine_id)
+        return machine_settings.submit_hardware(front(), web.current(), machine_id, change)
+
+    return web.form_post(run, lambda rid: _("Hardware change requested (request %(id)s).",
+                                            id=rid),
+                         lambda rid: back_to(machine_id, rid))
 
 
 @bp.post("/machines/<id:machine_id>/description")
 @web.admin_required
 def machine_description(machine_id: int) -> Any:
-    try:
-        machine_settings.set_description(front(), web.current(), machine_id,
-                                         request.form.get("description", ""))
-        flash("Description saved.", "ok")
-    except FrontError as exc:
-        flash(exc.detail, "error")
-    return back_to(machine_id)
+    return web.form_post(
+        lambda: machine_settings.set_description(front(), web.current(), machine_id,
+                                                 request.form.get("description", "")),
+        _("Description saved."), lambda _done: back_to(machine_id))

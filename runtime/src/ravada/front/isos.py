@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from ravada import waiters
 from ravada.front import isolib, live, web
@@ -29,30 +30,25 @@ def page() -> Any:
 @bp.post("/url")
 @web.admin_required
 def register_url() -> Any:
-    try:
-        row = isolib.register_url(front(), web.current(), request.form.to_dict())
-        flash(f"Downloading {row['name']} (request {row['request_id']}).", "ok")
-    except FrontError as exc:
-        flash(exc.detail, "error")
-    return redirect(url_for("isos.page"))
+    return web.form_post(
+        lambda: isolib.register_url(front(), web.current(), request.form.to_dict()),
+        lambda row: _("Downloading %(name)s (request %(id)s).", name=row["name"],
+                      id=row["request_id"]), "isos.page")
 
 
 @bp.post("/<id:iso_id>/delete")
 @web.admin_required
 def delete(iso_id: int) -> Any:
-    try:
-        rid = isolib.delete(front(), web.current(), iso_id)
-        flash(f"Removal requested (request {rid}).", "ok")
-    except FrontError as exc:
-        flash(exc.detail, "error")
-    return redirect(url_for("isos.page"))
+    return web.form_post(lambda: isolib.delete(front(), web.current(), iso_id),
+                         lambda rid: _("Removal requested (request %(id)s).", id=rid),
+                         "isos.page")
 
 
 @bp.post("/scan")
 @web.admin_required
 def scan() -> Any:
     rid = isolib.scan(front(), web.current())
-    flash(f"Checking the ISO directory (request {rid}).", "ok")
+    flash(_("Checking the ISO directory (request %(id)s).", id=rid), "ok")
     return redirect(url_for("isos.page"))
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import flash, jsonify, redirect, request, url_for
+from flask import jsonify, request
+from flask_babel import gettext as _
 
 from ravada.front import totp, web
 from ravada.front.admin import bp as admin_bp
 from ravada.front.api import bp as api_bp
-from ravada.front.errors import BadInput, FrontError
+from ravada.front.errors import BadInput
 from ravada.front.state import front
 
 
@@ -46,9 +47,7 @@ def users_totp_reset(user_id: int) -> Any:
 @admin_bp.post("/users/<id:user_id>/totp")
 @web.admin_required
 def user_totp_reset(user_id: int) -> Any:
-    try:
-        u = totp.reset(front(), web.current(), user_id)
-        flash(f"Two-factor login of {u['name']} reset (logged in the requests).", "ok")
-    except FrontError as exc:
-        flash(exc.detail, "error")
-    return redirect(url_for("admin.users_page"))
+    return web.form_post(
+        lambda: totp.reset(front(), web.current(), user_id),
+        lambda u: _("Two-factor login of %(name)s reset (logged in the requests).",
+                    name=u["name"]), "admin.users_page")

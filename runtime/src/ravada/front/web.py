@@ -9,7 +9,19 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from flask import Response, g, jsonify, redirect, render_template, request, session, url_for
+from flask import (
+    Response,
+    flash,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter, ValidationError
@@ -19,6 +31,7 @@ from ravada.front.errors import Forbidden, FrontError
 from ravada.front.state import Viewer, front
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 log = logging.getLogger("ravada.front")
 API_PREFIX = "/api/v1"
 
@@ -156,10 +169,27 @@ def admin_required(view: F) -> F:
     @login_required
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if not current().is_admin:
-            raise Forbidden("This page is for administrators.")
+            raise Forbidden(_("This page is for administrators."))
         return view(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def form_post(call: Callable[[], T], success: str | Callable[[T], str],
+              endpoint: str | Callable[[T | None], Any], **url_kw: Any) -> Any:
+    """The pages' form POST: run the service ``call``; flash ``success`` (a text, or made
+    from the call's result) or the refusal's detail; then redirect to ``endpoint`` (with
+    ``url_kw``), or answer what ``endpoint(result)`` returns (``None`` after a refusal)."""
+    result: T | None = None
+    try:
+        result = call()
+    except FrontError as exc:
+        flash(exc.detail, "error")
+    else:
+        flash(success(result) if callable(success) else success, "ok")
+    if callable(endpoint):
+        return endpoint(result)
+    return redirect(url_for(endpoint, **url_kw))
 
 
 def no_store(resp: Response) -> Response:
@@ -190,16 +220,31 @@ def handle_front_error(exc: FrontError) -> Any:
 
 def handle_csrf(exc: CSRFError) -> Any:
     return _error(400, "csrf_failed",
-                  f"The CSRF token is missing or invalid ({exc.description}). "
-                  "Reload the page and try again.")
+                  _("The CSRF token is missing or invalid (%(reason)s). "
+                    "Reload the page and try again.", reason=exc.description))
+
+
+# werkzeug's own texts for the statuses the front meets, in the reader's language.
+HTTP_TEXTS = {
+    400: lazy_gettext("The request could not be understood."),
+    404: lazy_gettext("Nothing is at this address. Check the link or go back to your "
+                      "desktops."),
+    405: lazy_gettext("This address does not accept that method."),
+    413: lazy_gettext("The request is larger than the server accepts."),
+    415: lazy_gettext("The request's content type is not accepted here."),
+}
 
 
 def handle_http(exc: HTTPException) -> Any:
     code = (exc.name or "error").lower().replace(" ", "_").replace("'", "")
-    return _error(exc.code or 500, code, exc.description or exc.name or "error",
+    detail = exc.description or exc.name or "error"
+    if exc.code in HTTP_TEXTS and detail == type(exc).description:
+        detail = str(HTTP_TEXTS[exc.code])
+    return _error(exc.code or 500, code, detail,
                   headers={k: v for k, v in exc.get_headers() if k.lower() == "allow"})
 
 
 def handle_unexpected(exc: Exception) -> Any:
     log.exception("unexpected error on %s %s", request.method, request.path)
-    return _error(500, "internal", "Internal error; the administrator can find it in the log.")
+    return _error(500, "internal",
+                  _("Internal error; the administrator can find it in the log."))
