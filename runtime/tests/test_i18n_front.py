@@ -4,7 +4,7 @@ the browser's Accept-Language, else English; the pickers; Spanish pages and mess
 
 from __future__ import annotations
 
-from test_front_support import World, csrf_of, login, world  # noqa: F401
+from test_front_support import PASSWORD, World, csrf_of, login, world  # noqa: F401
 
 from ravada.db import User
 
@@ -61,3 +61,53 @@ def test_account_picker_is_stored_on_the_user(world: World) -> None:
     assert "Cuenta: alice" in page and '<option value="es" lang="es" selected>' in page
     # bob still reads English
     assert "Desktops" in world.client("bob").get("/", headers=EN).get_data(as_text=True)
+
+
+def _token(w: World, name: str) -> dict[str, str]:
+    c = w.app.test_client()
+    r = c.post("/api/v1/tokens", json={"name": name, "password": PASSWORD})
+    assert r.status_code == 201, r.json
+    return {"Authorization": f"Bearer {r.json['token']}"}
+
+
+def _set_locale(w: World, name: str, lang: str) -> None:
+    with w.db.session() as s:
+        s.query(User).filter_by(name=name).one().locale = lang
+
+
+def test_a_spanish_user_gets_spanish_api_errors(world: World) -> None:
+    _set_locale(world, "alice", "es")
+    es, en = _token(world, "alice"), _token(world, "bob")
+    # a refusal of a service (FrontError), whatever the Accept-Language says
+    r = world.app.test_client().get("/api/v1/machines/999999", headers={**es, **EN})
+    assert r.status_code == 404 and r.json == {"error": "not_found",
+                                               "detail": "no existe la máquina 999999"}
+    r = world.app.test_client().get("/api/v1/machines/999999", headers=en)
+    assert r.json["detail"] == "no machine 999999"
+    # a validation message with its values
+    r = world.app.test_client().get("/api/v1/requests?limit=99999", headers=es)
+    assert r.status_code in (400, 422) and "debe estar entre" in r.json["detail"], r.json
+    # werkzeug's own refusals are ours and translated too
+    r = world.app.test_client().get("/api/v1/nothing-here", headers=es)
+    assert r.status_code == 404 and r.json["detail"].startswith("No hay nada en esta dirección")
+    # an anonymous client that asks for Spanish gets the login refusal in Spanish
+    r = world.app.test_client().post("/api/v1/tokens", headers=ES,
+                                     json={"name": "alice", "password": "wrong"})
+    assert r.status_code == 401 and r.json["detail"] == "Nombre de usuario o contraseña incorrectos."
+
+
+def test_a_spanish_admin_gets_spanish_pages_and_flashes(world: World) -> None:
+    _set_locale(world, "admin", "es")
+    admin = world.client("admin")
+    page = admin.get("/admin/machines", headers=EN).get_data(as_text=True)
+    assert '<html lang="es">' in page and "Nueva máquina" in page and "en marcha" in page
+    assert "New machine" not in page
+    r = admin.post("/admin/groups", data={"name": "aula1", "csrf_token": csrf_of(admin)},
+                   follow_redirects=True)
+    assert "Grupo aula1 creado." in r.get_data(as_text=True)
+    r = admin.post("/admin/users", follow_redirects=True, data={
+        "name": "alice", "password": "long enough", "csrf_token": csrf_of(admin)})
+    assert "ya existe un usuario llamado alice" in r.get_data(as_text=True)
+    r = admin.post(f"/admin/machines/{world.alice_vm}", follow_redirects=True,
+                   data={"action": "remove", "csrf_token": csrf_of(admin)})
+    assert "Eliminar necesita una confirmación" in r.get_data(as_text=True)

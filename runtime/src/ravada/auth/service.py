@@ -20,8 +20,6 @@ from ravada.auth.settings import AuthConfig
 from ravada.db import User, utcnow
 
 log = logging.getLogger("ravada.auth")
-UNREACHABLE = ("The user directory is unreachable, so directory accounts cannot log in "
-               "right now. Try again in a few minutes.")
 
 
 def build_backends(cfg: AuthConfig) -> list[AuthBackend]:

@@ -6,13 +6,13 @@ import hashlib
 import secrets
 from typing import Any
 
+from flask_babel import gettext as _
 from sqlalchemy import false, select, update
 from sqlalchemy.orm import Session
 
 from ravada import queue
 from ravada.auth.base import DirectoryUnavailable
 from ravada.auth.local import LocalAuth
-from ravada.auth.service import UNREACHABLE
 from ravada.db import ApiToken, User, utcnow
 from ravada.front import throttle, validate
 from ravada.front.dbutil import write_session
@@ -25,11 +25,14 @@ from ravada.front.errors import (
     Unauthorized,
     Unavailable,
 )
+from ravada.front.i18n import N_
 from ravada.front.security import hash_password
 from ravada.front.state import FrontState, Viewer, iso_time
 from ravada.front.touches import TOKEN_TOUCH_SECONDS
 
-BAD_LOGIN = "Invalid user name or password."
+BAD_LOGIN = N_("Invalid user name or password.")
+UNREACHABLE = N_("The user directory is unreachable, so directory accounts cannot log in "
+                 "right now. Try again in a few minutes.")
 TOKEN_PREFIX = "rvd_"
 CLOSE_USER = "close_user"  # rvd_back: close a disabled user's display openings and consoles
 
@@ -56,7 +59,7 @@ def throttled(fs: FrontState, client_ip: str, username: str) -> None:
     with fs.db.sessionmaker() as s:
         wait = throttle.retry_after(s, client_ip, username)
     if wait:
-        raise TooManyRequests(f"Too many failed logins; try again in {wait} s.",
+        raise TooManyRequests(_("Too many failed logins; try again in %(wait)s s.", wait=wait),
                               headers={"Retry-After": str(wait)})
 
 
@@ -81,21 +84,21 @@ def login(fs: FrontState, username: Any, password: Any, client_ip: str) -> Viewe
     is a local account.
     """
     if not isinstance(username, str) or not isinstance(password, str):
-        raise BadInput("name and password must be strings")
+        raise BadInput(_("name and password must be strings"))
     if len(password) > validate.PASSWORD_MAX or len(username) > 256:
         password = ""  # never spend argon2 time on megabytes
     throttled(fs, client_ip, username)
     try:
         ident = fs.auth.check(fs.db.sessionmaker, username, password) if password else None
     except DirectoryUnavailable:  # no password was checked: not a failed attempt either
-        raise Unavailable(UNREACHABLE, extra={"reason": "directory_unreachable"}) from None
+        raise Unavailable(_(UNREACHABLE), extra={"reason": "directory_unreachable"}) from None
     with write_session(fs.db) as s:
         user = fs.auth.record(s, ident) if ident is not None else None
         ok = user is not None and not user.is_disabled
         throttle.record(s, client_ip, username, ok)
         if not ok or user is None:
             s.commit()
-            raise Unauthorized(BAD_LOGIN)
+            raise Unauthorized(_(BAD_LOGIN))
         user.last_login_at = utcnow()
         return viewer_of(user)
 
@@ -139,7 +142,7 @@ def create_user(fs: FrontState, viewer: Viewer, data: dict[str, Any]) -> dict[st
     is_admin = validate.boolean(data.get("is_admin", False), "is_admin")
     with write_session(fs.db) as s:
         if s.scalar(select(User.id).where(User.name == name)) is not None:
-            raise Conflict(f"a user named {name} already exists")
+            raise Conflict(_("a user named %(name)s already exists", name=name))
         user = User(name=name, password_hash=hash_password(password), is_admin=is_admin,
                     auth_backend="local")
         s.add(user)
@@ -153,7 +156,7 @@ def update_user(fs: FrontState, viewer: Viewer, user_id: int,
     _admin(viewer)
     unknown = set(data) - {"is_admin", "is_disabled", "password", "auth_backend"}
     if unknown:
-        raise BadInput(f"unknown field(s): {', '.join(sorted(unknown))[:200]}")
+        raise BadInput(_("unknown field(s): %(value)s", value=', '.join(sorted(unknown))[:200]))
     changes: dict[str, Any] = {}
     for key in ("is_admin", "is_disabled"):
         if key in data:
@@ -163,20 +166,21 @@ def update_user(fs: FrontState, viewer: Viewer, user_id: int,
     link = "auth_backend" in data
     if link:  # link the row to single sign-on: its next provider login binds it
         if data["auth_backend"] != "oidc" or "password" in data:
-            raise BadInput('auth_backend: only "oidc" (link the account to single sign-on), '
-                           "without a password")
+            raise BadInput(_("auth_backend: only \"oidc\" (link the account to single sign-on), "
+                             "without a password"))
         if not fs.config.auth.oidc.issuer:
-            raise Conflict("auth_backend: single sign-on is not configured (auth.oidc)")
+            raise Conflict(_("auth_backend: single sign-on is not configured (auth.oidc)"))
     if user_id == viewer.id and (changes.get("is_disabled") or changes.get("is_admin") is False):
-        raise Conflict("you cannot disable yourself or drop your own admin flag")
+        raise Conflict(_("you cannot disable yourself or drop your own admin flag"))
     disabling = bool(changes.get("is_disabled"))
     with write_session(fs.db) as s:
         user = s.get(User, user_id) if 0 < user_id < 2**31 else None
         if user is None:
-            raise NotFound(f"no user {user_id}")
+            raise NotFound(_("no user %(user_id)s", user_id=user_id))
         was_disabled = user.is_disabled
         if "password_hash" in changes and user.auth_backend != "local":
-            raise Conflict(f"{user.name}'s password is kept in the directory, not here")
+            raise Conflict(_("%(name)s's password is kept in the directory, not here",
+                             name=user.name))
         for key, value in changes.items():
             setattr(user, key, value)
         if link:
@@ -204,7 +208,7 @@ def change_own_password(fs: FrontState, viewer: Viewer, old: Any, new: Any,
     with fs.db.sessionmaker() as s:
         backend = s.scalar(select(User.auth_backend).where(User.id == viewer.id))
     if backend is not None and backend != "local":
-        raise Conflict("your password is kept in the directory; change it there")
+        raise Conflict(_("your password is kept in the directory; change it there"))
     throttled(fs, client_ip, viewer.name)
     old_pw = old if isinstance(old, str) and len(old) <= validate.PASSWORD_MAX else ""
     user = _check_password(fs, viewer.name, old_pw)
@@ -214,14 +218,14 @@ def change_own_password(fs: FrontState, viewer: Viewer, old: Any, new: Any,
         throttle.record(s, client_ip, viewer.name, ok)
         if not ok:
             s.commit()
-            raise Forbidden("the current password is wrong")
+            raise Forbidden(_("the current password is wrong"))
         s.execute(update(User).where(User.id == viewer.id).values(password_hash=new_hash))
         return end_sessions(s, viewer.id)
 
 
 def _admin(viewer: Viewer) -> None:
     if not viewer.is_admin:
-        raise Forbidden("administrators only")
+        raise Forbidden(_("administrators only"))
 
 
 # ---------------------------------------------------------------- API tokens
@@ -256,7 +260,7 @@ def delete_token(fs: FrontState, viewer: Viewer, token_id: int) -> None:
     with write_session(fs.db) as s:
         row = s.get(ApiToken, token_id) if 0 < token_id < 2**31 else None
         if row is None or row.user_id != viewer.id:
-            raise NotFound(f"no token {token_id}")
+            raise NotFound(_("no token %(token_id)s", token_id=token_id))
         s.delete(row)
 
 
@@ -271,13 +275,14 @@ def viewer_for_token(fs: FrontState, token: str) -> Viewer | None:
         return None
     with fs.db.sessionmaker() as s:
         row = s.execute(
-            select(ApiToken.id, ApiToken.last_used_at, User.id, User.name, User.is_admin)
+            select(ApiToken.id, ApiToken.last_used_at, User.id, User.name, User.is_admin,
+                   User.locale)
             .join(User, User.id == ApiToken.user_id)
             .where(ApiToken.token_hash == token_hash(token), User.is_disabled == false())
         ).first()
     if row is None:
         return None
-    token_id, last_used, user_id, name, is_admin = row
+    token_id, last_used, user_id, name, is_admin, locale = row
     if last_used is None or (utcnow() - last_used).total_seconds() > TOKEN_TOUCH_SECONDS:
         fs.touches.note(token_id)  # written by the process's writer thread, not here
-    return Viewer(id=user_id, name=name, is_admin=bool(is_admin))
+    return Viewer(id=user_id, name=name, is_admin=bool(is_admin), locale=locale)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -35,8 +36,9 @@ def refuse_if_stopping(s: Session, machine_id: int, name: str) -> None:
         Request.machine_id == machine_id, Request.command.in_(list(STOPPING)),
         queue.HOLDS_MACHINE | (Request.status == queue.REQUESTED)).limit(1))
     if stop is not None:
-        raise Conflict(f"{name} is {STOPPING[stop]}; open its display when it has started "
-                       "again", extra={"state": STOPPING[stop].replace(" ", "_")})
+        raise Conflict(_("%(name)s is %(value)s; open its display when it has started again",
+                         name=name, value=STOPPING[stop]),
+                       extra={"state": STOPPING[stop].replace(" ", "_")})
 
 
 def reusable(s: Session, machine_id: int, user_id: int, client_ip: str,

@@ -10,12 +10,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from ravada import queue
 from ravada.db import Machine, Request
 from ravada.front import display_requests, waits
 from ravada.front.errors import Conflict, NotFound, Unavailable
+from ravada.front.i18n import state_label
 from ravada.front.machines import (
     DISPLAY_STATES,
     MAX_ID,
@@ -66,7 +68,8 @@ def open_display(fs: FrontState, viewer: Viewer, machine_id: int, client_ip: str
     with fs.db.sessionmaker() as s:
         m = visible_machine(s, viewer, machine_id)
         if m.state not in DISPLAY_STATES:
-            raise Conflict(f"{m.name} is {m.state}; start it first", extra={"state": m.state})
+            raise Conflict(_("%(name)s is %(state)s; start it first",
+                             name=m.name, state=state_label(m.state)), extra={"state": m.state})
         display_requests.refuse_if_stopping(s, m.id, m.name)
         rid = display_requests.reusable(s, m.id, viewer.id, client_ip,
                                         fs.config.display.password_lifetime, console)
@@ -77,13 +80,15 @@ def open_display(fs: FrontState, viewer: Viewer, machine_id: int, client_ip: str
         rid = submit(fs, "open_display", args, machine_id=machine_id, user_id=viewer.id)
     req = waits.wait_for(fs, viewer, rid, wait)
     if req.status == queue.FAILED:
-        raise Conflict(f"the display could not be opened: {req.error}", extra={"request_id": rid})
+        raise Conflict(_("the display could not be opened: %(error)s",
+                         error=req.error), extra={"request_id": rid})
     info = display_from_result(req.result, browser_host) if req.status == queue.DONE else None
     if info is None:
         if req.status == queue.DONE:
-            raise Unavailable("the backend returned no display information",
+            raise Unavailable(_("the backend returned no display information"),
                               extra={"request_id": rid})
-        raise Unavailable(f"the backend did not answer within {wait:g} s; try again",
+        raise Unavailable(_("the backend did not answer within %(wait)s s; try again",
+                            wait=format(wait, 'g')),
                           extra={"request_id": rid})
     return info, m
 
@@ -108,7 +113,8 @@ def request_screenshot(fs: FrontState, viewer: Viewer, machine_id: int) -> int:
     with fs.db.sessionmaker() as s:
         m = visible_machine(s, viewer, machine_id)
         if m.state not in DISPLAY_STATES:
-            raise Conflict(f"{m.name} is {m.state}; no screen to capture")
+            raise Conflict(_("%(name)s is %(state)s; no screen to capture",
+                             name=m.name, state=state_label(m.state)))
         pending = pending_request(s, "screenshot", m.id, viewer.id)
         if pending:
             return pending.id
@@ -126,5 +132,5 @@ def screenshot_path(fs: FrontState, viewer: Viewer, machine_id: int) -> Path:
     path = result if isinstance(result, str) else (
         (result or {}).get("path") if isinstance(result, dict) else None)
     if not isinstance(path, str) or not path.endswith(".png") or not Path(path).is_file():
-        raise NotFound("no screenshot yet")
+        raise NotFound(_("no screenshot yet"))
     return Path(path)

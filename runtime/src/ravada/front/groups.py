@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from flask_babel import gettext as _
 from sqlalchemy.orm import Session
 
 from ravada.auth import groups as store
@@ -21,7 +22,7 @@ _ERRORS = {"not_found": NotFound, "conflict": Conflict, "invalid": Invalid}
 @contextmanager
 def _admin_write(fs: FrontState, viewer: Viewer) -> Iterator[Session]:
     if not viewer.is_admin:
-        raise Forbidden("administrators only")
+        raise Forbidden(_("administrators only"))
     try:
         with write_session(fs.db) as s:
             yield s
@@ -31,7 +32,7 @@ def _admin_write(fs: FrontState, viewer: Viewer) -> Iterator[Session]:
 
 def _read(fs: FrontState, viewer: Viewer, fn: Callable[[Session], T]) -> T:
     if not viewer.is_admin:
-        raise Forbidden("administrators only")
+        raise Forbidden(_("administrators only"))
     with fs.db.sessionmaker() as s:
         try:
             return fn(s)
@@ -55,8 +56,8 @@ def update_group(fs: FrontState, viewer: Viewer, group_id: int,
     """Change a group's ``max_running`` (null: no limit of its own); other keys refused."""
     unknown = sorted(set(data) - {"max_running"})
     if unknown or not data:
-        raise BadInput(f"unknown group field(s): {', '.join(unknown)[:200] or '(none given)'} "
-                       "(known: max_running)")
+        raise BadInput(_("unknown group field(s): %(value)s (known: max_running)",
+                         value=', '.join(unknown)[:200] or '(none given)'))
     with _admin_write(fs, viewer) as s:
         g = store.set_max_running(s, group_id, data["max_running"])
         return next(x for x in store.list_groups(s) if x["id"] == g.id)
@@ -83,7 +84,7 @@ def base_access(fs: FrontState, viewer: Viewer, base_id: int) -> list[dict[str, 
 def group_ids(value: Any) -> list[int]:
     """``{"groups": [ids]}`` of the API, or the form's list of id strings."""
     if not isinstance(value, list) or len(value) > 200:
-        raise BadInput("groups: expected a list of group ids ([] for everyone)")
+        raise BadInput(_("groups: expected a list of group ids ([] for everyone)"))
     return [validate.integer(v, "groups[]", lo=1, hi=2**31 - 1) for v in value]
 
 

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, jsonify, render_template, request
+from flask_babel import gettext as _
 from flask_wtf.csrf import generate_csrf
 
 from ravada import waiters
@@ -45,7 +46,7 @@ def _live_slot() -> Any:
     global _waiting
     with _lock:
         if _waiting >= LIVE_SHARE:
-            raise TooManyRequests("too many live lists wait in this process",
+            raise TooManyRequests(_("too many live lists wait in this process"),
                                   headers={"Retry-After": str(RETRY)})
         _waiting += 1
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask_babel import gettext as _
 from sqlalchemy import func, select
 
 from ravada import hardware, queue
@@ -16,6 +17,7 @@ from ravada.db import ConsoleSession, FirewallRule, Machine, Request, User
 from ravada.front import machines, validate
 from ravada.front.dbutil import write_session
 from ravada.front.errors import Conflict, Forbidden, Invalid
+from ravada.front.i18n import state_label
 from ravada.front.state import FrontState, Viewer, iso_time
 
 DESCRIPTION_MAX = 10_000
@@ -51,7 +53,7 @@ def _disks(m: Machine) -> list[dict[str, Any]]:
 def page(fs: FrontState, viewer: Viewer, machine_id: int) -> dict[str, Any]:
     """Everything the machine page shows, read in one session."""
     if not viewer.is_admin:
-        raise Forbidden("the machine page is for administrators")
+        raise Forbidden(_("the machine page is for administrators"))
     with fs.db.sessionmaker() as s:
         m = machines.visible_machine(s, viewer, machine_id)
         owner = s.get(User, m.owner_id) if m.owner_id else None
@@ -135,14 +137,14 @@ def change_from_form(form: dict[str, Any], section: str) -> dict[str, Any]:
         return {"add_disk_gb": form.get("add_disk_gb", "")}
     if section == "grow_disk":
         return {"grow_disk": {"dev": form.get("dev"), "gb": form.get("gb", "")}}
-    raise Invalid(f"no hardware form {section!r}")
+    raise Invalid(_("no hardware form %(section)s", section=repr(section)))
 
 
 def submit_hardware(fs: FrontState, viewer: Viewer, machine_id: int,
                     change: dict[str, Any]) -> int:
     """Check a hardware change as the backend would, then queue it; the request id."""
     if not viewer.is_admin:
-        raise Forbidden("only administrators change a machine's hardware")
+        raise Forbidden(_("only administrators change a machine's hardware"))
     with fs.db.sessionmaker() as s:
         m = machines.visible_machine(s, viewer, machine_id)
         try:
@@ -150,11 +152,12 @@ def submit_hardware(fs: FrontState, viewer: Viewer, machine_id: int,
         except hardware.HardwareError as exc:
             raise Invalid(str(exc), extra={"field": exc.field}) from None
         if m.state not in hardware.CHANGEABLE:
-            raise Conflict(f"cannot change the hardware of {m.name} while it is {m.state}",
+            raise Conflict(_("cannot change the hardware of %(name)s while it is %(state)s",
+                             name=m.name, state=state_label(m.state)),
                            extra={"reason": "state", "state": m.state})
         if m.state == "hibernated":
-            raise Conflict(f"{m.name} is hibernated: its saved memory needs the same "
-                           "hardware; resume it and shut it down first",
+            raise Conflict(_("%(name)s is hibernated: its saved memory needs the same "
+                             "hardware; resume it and shut it down first", name=m.name),
                            extra={"reason": "state", "state": m.state})
         if m.is_base:
             clones = _clone_count(s, m.id)
@@ -162,21 +165,22 @@ def submit_hardware(fs: FrontState, viewer: Viewer, machine_id: int,
             if refusal:
                 raise Conflict(refusal, extra={"reason": "base_has_clones", "clones": clones})
         if checked.get("iso") and checked["iso"] not in machines.list_isos(fs):
-            raise Invalid(f"iso: no ISO named {checked['iso']!r} in {fs.config.front.iso_dir}",
+            raise Invalid(_("iso: no ISO named %(iso)s in %(iso_dir)s",
+                            iso=repr(checked['iso']), iso_dir=fs.config.front.iso_dir),
                           extra={"field": "iso"})
         busy = s.scalar(select(Request.id).where(
             Request.machine_id == m.id, Request.command == "hardware",
             Request.status.in_(machines.PENDING)))
         if busy:
-            raise Conflict(f"a hardware change of {m.name} is already under way "
-                           f"(request {busy})", extra={"request_id": busy})
+            raise Conflict(_("a hardware change of %(name)s is already under way (request "
+                             "%(busy)s)", name=m.name, busy=busy), extra={"request_id": busy})
     return machines.submit(fs, "hardware", checked, machine_id=machine_id, user_id=viewer.id)
 
 
 def set_description(fs: FrontState, viewer: Viewer, machine_id: int, text: Any) -> None:
     """The Markdown description users read on their desktop card."""
     if not viewer.is_admin:
-        raise Forbidden("only administrators describe machines")
+        raise Forbidden(_("only administrators describe machines"))
     text = validate.text(text or "", "description", max_len=DESCRIPTION_MAX, min_len=0)
     with write_session(fs.db) as s:
         machines.visible_machine(s, viewer, machine_id).description = text.replace("\r\n", "\n")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask_babel import gettext as _
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
@@ -20,6 +21,7 @@ from ravada.db import Machine, Request, User
 from ravada.front import display_requests, validate, waits
 from ravada.front.dbutil import write_session
 from ravada.front.errors import Conflict, Forbidden, Invalid, NotFound
+from ravada.front.i18n import action_label, state_label
 from ravada.front.state import FrontState, Viewer, iso_time
 
 MAX_ID = 2**31 - 1
@@ -97,7 +99,7 @@ def visible_machine(s: Session, viewer: Viewer, machine_id: int) -> Machine:
     """The machine when the viewer owns it or is an admin; else NotFound."""
     m = s.get(Machine, machine_id) if 0 < machine_id <= MAX_ID else None
     if m is None or (not viewer.is_admin and m.owner_id != viewer.id):
-        raise NotFound(f"no machine {machine_id}")
+        raise NotFound(_("no machine %(machine_id)s", machine_id=machine_id))
     return m
 
 
@@ -196,7 +198,7 @@ def get_request(fs: FrontState, viewer: Viewer, req_id: int, wait: float = 0.0) 
     with fs.db.sessionmaker() as s:
         r = s.get(Request, req_id) if 0 < req_id <= MAX_ID else None
         if r is None or (not viewer.is_admin and r.user_id != viewer.id):
-            raise NotFound(f"no request {req_id}")
+            raise NotFound(_("no request %(req_id)s", req_id=req_id))
         if r.status in queue.FINAL or wait <= 0:
             return r
     return waits.wait_for(fs, viewer, req_id, wait)
@@ -226,7 +228,7 @@ def start_base(fs: FrontState, viewer: Viewer, base_id: int, client_ip: str) -> 
             Machine.id == base_id, usable_bases(viewer.id, viewer.is_admin))
         ) if 0 < base_id <= MAX_ID else None
         if base is None:
-            raise NotFound(f"no base {base_id}")
+            raise NotFound(_("no base %(base_id)s", base_id=base_id))
         clone = s.scalar(select(Machine).where(Machine.base_id == base.id,
                                                Machine.owner_id == viewer.id).order_by(Machine.id))
         if clone is None:
@@ -237,7 +239,8 @@ def start_base(fs: FrontState, viewer: Viewer, base_id: int, client_ip: str) -> 
             args: dict[str, Any] = {"user_id": viewer.id, "start": True, "client_ip": client_ip}
         else:
             if clone.state in ("creating", "removing", "failed"):
-                raise Conflict(f"your desktop {clone.name} is {clone.state}")
+                raise Conflict(_("your desktop %(name)s is %(state)s",
+                                 name=clone.name, state=state_label(clone.state)))
             command = {"running": "open_display", "paused": "resume"}.get(clone.state, "start")
             if command == "open_display":
                 display_requests.refuse_if_stopping(s, clone.id, clone.name)
@@ -255,28 +258,31 @@ def machine_action(fs: FrontState, viewer: Viewer, machine_id: int, action: str,
                    client_ip: str = "", timeout: int | None = None) -> int:
     """Submit ``action`` for a machine the viewer may act on; returns the request id."""
     if action not in USER_ACTIONS + ADMIN_ACTIONS:
-        raise NotFound(f"no action {action}")
+        raise NotFound(_("no action %(action)s", action=action))
     if action in ADMIN_ACTIONS and not viewer.is_admin:
-        raise Forbidden(f"{action} is for administrators")
+        raise Forbidden(_("%(action)s is for administrators", action=action))
     with fs.db.sessionmaker() as s:
         m = visible_machine(s, viewer, machine_id)
         if m.is_base and action in ("remove", "start") and not viewer.is_admin:
-            raise Forbidden(f"{action} of a base is for administrators")
+            raise Forbidden(_("%(action)s of a base is for administrators", action=action))
         if (action in ("start", "resume") and m.base_id is not None and not viewer.is_admin
                 and not in_access_list(s, viewer.id, m.base_id)):
-            raise Forbidden(f"{m.name}'s base is no longer given to you")
+            raise Forbidden(_("%(name)s's base is no longer given to you", name=m.name))
         allowed = ACTION_STATES.get(action)
         if allowed is not None and m.state not in allowed:
-            raise Conflict(f"cannot {action.replace('_', ' ')} {m.name}: it is {m.state}")
+            raise Conflict(_("cannot %(action)s %(name)s: it is %(state)s",
+                             action=action_label(action).lower(), name=m.name,
+                             state=state_label(m.state)))
         if action == "prepare_base" and m.is_base:
-            raise Conflict(f"{m.name} is already a base")
+            raise Conflict(_("%(name)s is already a base", name=m.name))
         if action == "remove_base" and not m.is_base:
-            raise Conflict(f"{m.name} is not a base")
+            raise Conflict(_("%(name)s is not a base", name=m.name))
         if action in ("remove", "remove_base"):
             clones = s.scalar(select(func.count()).select_from(Machine)
                               .where(Machine.base_id == m.id))
             if clones:
-                raise Conflict(f"{m.name} has {clones} clone(s); remove them first")
+                raise Conflict(_("%(name)s has %(clones)s clone(s); remove them first",
+                                 name=m.name, clones=clones))
         pending = pending_request(s, action, m.id, viewer.id)
         if pending:
             return pending.id
@@ -291,11 +297,11 @@ def machine_action(fs: FrontState, viewer: Viewer, machine_id: int, action: str,
 def set_public(fs: FrontState, viewer: Viewer, machine_id: int, public: bool) -> dict[str, Any]:
     """Make a base public (listed for every user) or private: a direct flag change."""
     if not viewer.is_admin:
-        raise Forbidden("only administrators publish bases")
+        raise Forbidden(_("only administrators publish bases"))
     with write_session(fs.db) as s:
         m = visible_machine(s, viewer, machine_id)
         if not m.is_base:
-            raise Conflict(f"{m.name} is not a base; prepare it first")
+            raise Conflict(_("%(name)s is not a base; prepare it first", name=m.name))
         m.is_public = public
         s.flush()
         return machine_json(m)
@@ -312,13 +318,14 @@ def list_isos(fs: FrontState) -> list[str]:
 def create_machine(fs: FrontState, viewer: Viewer, data: dict[str, Any]) -> int:
     """Admin: submit ``create`` from an ISO of iso_dir and/or a blank disk."""
     if not viewer.is_admin:
-        raise Forbidden("only administrators create machines")
+        raise Forbidden(_("only administrators create machines"))
     name = validate.machine_name(data.get("name"))
     iso = data.get("iso") or None
     if iso is not None:
         iso = validate.text(iso, "iso", max_len=255)
         if iso not in list_isos(fs):
-            raise Invalid(f"iso: no ISO named {iso!r} in {fs.config.front.iso_dir}")
+            raise Invalid(_("iso: no ISO named %(iso)s in %(iso_dir)s",
+                            iso=repr(iso), iso_dir=fs.config.front.iso_dir))
     args = {
         "name": name, "iso": iso,
         "memory_mb": validate.in_limits(data.get("memory_mb", 2048), "memory_mb",
@@ -329,9 +336,9 @@ def create_machine(fs: FrontState, viewer: Viewer, data: dict[str, Any]) -> int:
     }
     with fs.db.sessionmaker() as s:
         if s.scalar(select(Machine.id).where(Machine.name == name)) is not None:
-            raise Conflict(f"a machine named {name} already exists")
+            raise Conflict(_("a machine named %(name)s already exists", name=name))
         pending = s.scalars(select(Request).where(
             Request.command == "create", Request.status.in_(PENDING))).all()
         if any((r.args or {}).get("name") == name for r in pending):
-            raise Conflict(f"a machine named {name} is already being created")
+            raise Conflict(_("a machine named %(name)s is already being created", name=name))
     return submit(fs, "create", args, machine_id=None, user_id=viewer.id)

@@ -27,6 +27,7 @@ from flask import (
     session,
     url_for,
 )
+from flask_babel import gettext as _
 from joserfc.errors import BadSignatureError, JoseError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -99,7 +100,7 @@ def init_app(app: Flask, cfg: OidcConfig) -> None:
 def _cfg() -> OidcConfig:
     cfg = front().config.auth.oidc
     if not cfg.issuer or EXTENSION not in current_app.extensions:
-        raise NotFound("Single sign-on is not configured here.")
+        raise NotFound(_("Single sign-on is not configured here."))
     return cfg
 
 
@@ -108,8 +109,9 @@ def _client() -> Any:
 
 
 def _unreachable(cfg: OidcConfig) -> Unavailable:
-    return Unavailable(f"The sign-in provider ({cfg.label}) cannot be reached right now, so "
-                       "nobody can log in with it. Try again in a few minutes.",
+    return Unavailable(_("The sign-in provider (%(label)s) cannot be reached right now, so "
+                         "nobody can log in with it. Try again in a few minutes.",
+                         label=cfg.label),
                        extra={"reason": "provider_unreachable"})
 
 
@@ -123,18 +125,20 @@ def metadata(cfg: OidcConfig) -> dict[str, Any]:
     try:
         meta = client.load_server_metadata()
     except requests.HTTPError as exc:
-        raise ProviderError(f"The sign-in provider's discovery document could not be read "
-                            f"(HTTP {exc.response.status_code}); check auth.oidc.issuer.") from None
+        raise ProviderError(_("The sign-in provider's discovery document could not be read "
+                              "(HTTP %(status_code)s); check auth.oidc.issuer.",
+                              status_code=exc.response.status_code)) from None
     except requests.RequestException as exc:
         log.warning("OpenID provider %s unreachable: %s", cfg.issuer, exc)
         raise _unreachable(cfg) from None
     except ValueError:
         client.server_metadata.clear()
-        raise ProviderError("The sign-in provider's discovery document is not JSON.") from None
+        raise ProviderError(_("The sign-in provider's discovery document is not JSON.")) from None
     if str(meta.get("issuer", "")).rstrip("/") != cfg.issuer.rstrip("/"):
         client.server_metadata.clear()
-        raise ProviderError(f"The discovery document names the issuer {meta.get('issuer')!r}, "
-                            f"not {cfg.issuer!r}: refused (check auth.oidc.issuer).")
+        raise ProviderError(_("The discovery document names the issuer %(value)s, not "
+                              "%(issuer)s: refused (check auth.oidc.issuer).",
+                              value=repr(meta.get('issuer')), issuer=repr(cfg.issuer)))
     return meta
 
 
@@ -172,36 +176,38 @@ def _exchange(cfg: OidcConfig) -> dict[str, Any]:
     meta = metadata(cfg)
     error = request.args.get("error")
     if error:
-        raise Unauthorized(f"The sign-in provider did not log you in ({error[:64]}: "
-                           f"{request.args.get('error_description', '')[:200]}).")
+        raise Unauthorized(_("The sign-in provider did not log you in (%(value)s: %(value2)s).",
+                             value=error[:64],
+                             value2=request.args.get('error_description', '')[:200]))
     iss = request.args.get("iss")
     if iss is not None and iss != meta.get("issuer"):  # RFC 9207: mix-up defence
-        raise BadInput("This sign-in answer comes from another issuer than the one this "
-                       "server uses. Nothing was signed in.")
+        raise BadInput(_("This sign-in answer comes from another issuer than the one this "
+                         "server uses. Nothing was signed in."))
     try:
         token = _client().authorize_access_token()
     except MismatchingStateError:
-        raise BadInput("This sign-in answer does not belong to a sign-in started in this "
-                       "browser (its state does not match). Start again from the login "
-                       "page.", extra={"reason": "state_mismatch"}) from None
+        raise BadInput(_("This sign-in answer does not belong to a sign-in started in this "
+                         "browser (its state does not match). Start again from the login page."),
+                       extra={"reason": "state_mismatch"}) from None
     except OAuthError as exc:
         if exc.error == "invalid_grant":
-            raise BadInput("This sign-in code was already used or has expired. Start again "
-                           "from the login page.", extra={"reason": "code_invalid"}) from None
-        raise ProviderError(f"The sign-in provider refused the code exchange "
-                            f"({exc.error}: {(exc.description or '')[:200]}).") from None
+            raise BadInput(_("This sign-in code was already used or has expired. Start again "
+                             "from the login page."), extra={"reason": "code_invalid"}) from None
+        raise ProviderError(_("The sign-in provider refused the code exchange (%(error)s: "
+                              "%(value)s).",
+                              error=exc.error, value=(exc.description or '')[:200])) from None
     except JoseError as exc:
         log.warning("ID token from %s refused: %r", cfg.issuer, exc)
-        raise Unauthorized("The sign-in provider's ID token failed verification (signature, "
-                           "issuer, audience, expiry or nonce). Nothing was signed in.",
+        raise Unauthorized(_("The sign-in provider's ID token failed verification (signature, "
+                             "issuer, audience, expiry or nonce). Nothing was signed in."),
                            extra={"reason": "id_token_invalid"}) from None
     except requests.RequestException:
         raise _unreachable(cfg) from None
     except ValueError:
-        raise ProviderError("The sign-in provider's token answer is not JSON.") from None
+        raise ProviderError(_("The sign-in provider's token answer is not JSON.")) from None
     if not token.get("id_token") or not token.get("userinfo"):
-        raise ProviderError("The sign-in provider sent no ID token: is the openid scope "
-                            "allowed for this client?")
+        raise ProviderError(_("The sign-in provider sent no ID token: is the openid scope "
+                              "allowed for this client?"))
     return token
 
 
@@ -213,12 +219,12 @@ def _claims(cfg: OidcConfig, token: dict[str, Any]) -> dict[str, Any]:
     try:
         userinfo = _client().userinfo(token=token)
     except requests.HTTPError as exc:
-        raise ProviderError(f"The sign-in provider's userinfo endpoint answered HTTP "
-                            f"{exc.response.status_code}.") from None
+        raise ProviderError(_("The sign-in provider's userinfo endpoint answered HTTP "
+                              "%(status_code)s.", status_code=exc.response.status_code)) from None
     except requests.RequestException:
         raise _unreachable(cfg) from None
     except ValueError:
-        raise ProviderError("The sign-in provider's userinfo answer is not JSON.") from None
+        raise ProviderError(_("The sign-in provider's userinfo answer is not JSON.")) from None
     try:
         return claims_map.merge_userinfo(id_claims, userinfo)
     except claims_map.ClaimsRefused as exc:
@@ -230,18 +236,19 @@ def _finish(cfg: OidcConfig) -> Any:
     try:
         ident = claims_map.identity(cfg, _claims(cfg, token))
     except claims_map.ClaimsRefused as exc:
-        raise Forbidden(f"Signed in at the provider, but {exc}.") from None
+        raise Forbidden(_("Signed in at the provider, but %(exc)s.", exc=exc)) from None
     subject = str(token["userinfo"]["sub"])
     fs = front()
     with write_session(fs.db) as s:
         _check_subject(s, cfg, ident.name, subject)
         user = fs.auth.record(s, ident)
         if user is None:
-            raise Conflict(f"An account named {ident.name} already exists here and is not a "
-                           f"{cfg.label} account; an administrator must link it before it "
-                           f"can log in with {cfg.label}.", extra={"reason": "name_taken"})
+            raise Conflict(_("An account named %(name)s already exists here and is not a "
+                             "%(label)s account; an administrator must link it before it can "
+                             "log in with %(label)s.", name=ident.name, label=cfg.label),
+                           extra={"reason": "name_taken"})
         if user.is_disabled:
-            raise Forbidden("This account is disabled.")
+            raise Forbidden(_("This account is disabled."))
         user.oidc_subject = subject
         user.last_login_at = utcnow()
         viewer = accounts.viewer_of(user)
@@ -259,16 +266,18 @@ def _check_subject(s: Session, cfg: OidcConfig, name: str, subject: str) -> None
     provider account never takes a row over, and one provider account never gets two.
     """
     if len(subject) > 255:
-        raise ProviderError("The provider's subject identifier is longer than 255 characters.")
+        raise ProviderError(_("The provider's subject identifier is longer than 255 characters."))
     bound = s.scalar(select(User).where(User.oidc_subject == subject))
     if bound is not None and bound.name != name:
-        raise Conflict(f"This {cfg.label} account is already linked to the account "
-                       f"{bound.name} here (was its user name changed at the provider?); an "
-                       "administrator can link it again.", extra={"reason": "subject_linked"})
+        raise Conflict(_("This %(label)s account is already linked to the account %(name)s "
+                         "here (was its user name changed at the provider?); an administrator "
+                         "can link it again.", label=cfg.label, name=bound.name),
+                       extra={"reason": "subject_linked"})
     row = s.scalar(select(User).where(User.name == name))
     if row is not None and row.oidc_subject not in (None, subject):
-        raise Conflict(f"The account {name} here belongs to another {cfg.label} account; an "
-                       "administrator can link it again.", extra={"reason": "name_taken"})
+        raise Conflict(_("The account %(name)s here belongs to another %(label)s account; an "
+                         "administrator can link it again.", name=name, label=cfg.label),
+                       extra={"reason": "name_taken"})
 
 
 def end_session_url() -> str | None:

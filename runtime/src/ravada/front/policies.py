@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask_babel import gettext as _
 from sqlalchemy.orm import Session
 
 from ravada import policy as rpolicy
@@ -26,10 +27,10 @@ def of(base: Machine) -> rpolicy.Policy:
 
 def _base(s: Session, viewer: Viewer, base_id: int) -> Machine:
     if not viewer.is_admin:
-        raise Forbidden("administrators only")
+        raise Forbidden(_("administrators only"))
     m = visible_machine(s, viewer, base_id)
     if not m.is_base:
-        raise Conflict(f"{m.name} is not a base; prepare it first")
+        raise Conflict(_("%(name)s is not a base; prepare it first", name=m.name))
     return m
 
 

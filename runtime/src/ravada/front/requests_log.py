@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
@@ -34,7 +35,8 @@ def _time(value: str, name: str, end: bool) -> datetime:
         if end and fmt == "%Y-%m-%d":
             t += timedelta(days=1)  # "until 2026-12-01" takes in that whole day
         return t
-    raise Invalid(f"{name}: a date YYYY-MM-DD or a time YYYY-MM-DDTHH:MM (UTC), not {value!r}")
+    raise Invalid(_("%(name)s: a date YYYY-MM-DD or a time YYYY-MM-DDTHH:MM (UTC), not "
+                    "%(value)s", name=name, value=repr(value)))
 
 
 def filters(args: Mapping[str, str]) -> dict[str, Any]:
@@ -45,9 +47,9 @@ def filters(args: Mapping[str, str]) -> dict[str, Any]:
         if not value:
             continue
         if len(value) > 64:
-            raise Invalid(f"{key}: at most 64 characters")
+            raise Invalid(_("%(key)s: at most 64 characters", key=key))
         if key == "status" and value not in STATUSES:
-            raise Invalid(f"status: one of {', '.join(STATUSES)}")
+            raise Invalid(_("status: one of %(value)s", value=', '.join(STATUSES)))
         if key in ("since", "until"):
             out[key] = _time(value, key, end=key == "until")
             out[key + "_text"] = value

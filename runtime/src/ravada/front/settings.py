@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -28,7 +29,7 @@ class Key:
 def _ws_url(value: Any) -> str:
     url = validate.text(value, "console_ws_url", min_len=0, max_len=255)
     if url and not re.fullmatch(r"wss?://[^\s\"'<>]+", url):
-        raise Invalid("console_ws_url: expected ws://… or wss://… (or empty to derive it)")
+        raise Invalid(_("console_ws_url: expected ws://… or wss://… (or empty to derive it)"))
     return url
 
 
@@ -70,7 +71,7 @@ def update(s: Session, changes: dict[str, Any]) -> dict[str, Any]:
     """Validate every change first, then store them all; unknown keys are refused."""
     unknown = sorted(set(changes) - set(KEYS))
     if unknown:
-        raise Invalid(f"unknown setting(s): {', '.join(unknown)[:200]}")
+        raise Invalid(_("unknown setting(s): %(value)s", value=', '.join(unknown)[:200]))
     checked = {k: KEYS[k].check(v) for k, v in changes.items()}
     for key, value in checked.items():
         row = s.get(Setting, key)

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from flask import Blueprint, g, make_response, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
 from sqlalchemy import false, select
 
 from ravada.auth.totp import TotpError, reset_audited
@@ -30,15 +31,16 @@ from ravada.front.errors import (
     Unauthorized,
     Unavailable,
 )
+from ravada.front.i18n import N_
 from ravada.front.state import FrontState, Viewer, front
 
 bp = Blueprint("totp", __name__)
 log = logging.getLogger("ravada.front")
 PENDING_SECONDS = 300  # the code must follow the password within this time
-BAD_CODE = "Invalid or already used code."
-NEED_CODE = "Enter the code of your authenticator app (or a recovery code)."
-KEY_TROUBLE = ("The second-factor secrets cannot be read (was auth.totp.key_file replaced?); "
-               "an administrator can reset your second factor.")
+BAD_CODE = N_("Invalid or already used code.")
+NEED_CODE = N_("Enter the code of your authenticator app (or a recovery code).")
+KEY_TROUBLE = N_("The second-factor secrets cannot be read (was auth.totp.key_file "
+                 "replaced?); an administrator can reset your second factor.")
 # Reachable by a signed-in user who must enrol first.
 ENROL_ENDPOINTS = {"static", "auth.login", "auth.login_post", "auth.logout", "api.openapi",
                    "api.session_login", "api.session_info", "api.session_logout",
@@ -54,21 +56,21 @@ def verify_login(fs: FrontState, user_id: int, code: Any, client_ip: str) -> Vie
         name = s.scalar(select(User.name).where(User.id == user_id,
                                                 User.is_disabled == false()))
     if name is None:
-        raise Unauthorized(BAD_CODE)
+        raise Unauthorized(_(BAD_CODE))
     accounts.throttled(fs, client_ip, name)
     if not isinstance(code, str) or not code.strip():
-        raise BadInput(NEED_CODE)
+        raise BadInput(_(NEED_CODE))
     with write_session(fs.db) as s:
         try:
             kind = fs.totp.check(s, user_id, code)
         except ValueError:
             log.error("TOTP secret of user %s cannot be decrypted with auth.totp.key_file",
                       user_id)
-            raise Unavailable(KEY_TROUBLE) from None
+            raise Unavailable(_(KEY_TROUBLE)) from None
         throttle.record(s, client_ip, name, kind is not None)
         if kind is None:
             s.commit()
-            raise Unauthorized(BAD_CODE, extra={"reason": "totp_invalid"})
+            raise Unauthorized(_(BAD_CODE), extra={"reason": "totp_invalid"})
         user = s.get(User, user_id)
         assert user is not None
         user.last_login_at = utcnow()
@@ -83,7 +85,7 @@ def api_login(fs: FrontState, data: dict[str, Any], client_ip: str) -> Viewer:
     if not v.second_factor:
         return v
     if data.get("code") is None:
-        raise Unauthorized("this account has two-factor login: send the code as \"code\"",
+        raise Unauthorized(_("this account has two-factor login: send the code as \"code\""),
                            extra={"reason": "totp_required"})
     return verify_login(fs, v.id, data.get("code"), client_ip)
 
@@ -126,16 +128,16 @@ def _enrolment(fs: FrontState, v: Viewer, secret: str) -> dict[str, Any]:
 def confirm(fs: FrontState, v: Viewer, code: Any) -> list[str]:
     """Turn the factor on with a first good code; the recovery codes, shown once."""
     if not isinstance(code, str) or not code.strip() or len(code) > 64:
-        raise BadInput("code: the 6 digits your authenticator app shows")
+        raise BadInput(_("code: the 6 digits your authenticator app shows"))
     with write_session(fs.db) as s:
         try:
             codes = fs.totp.confirm(s, v.id, code)
         except TotpError as exc:
             raise Conflict(str(exc)) from None
         except ValueError:
-            raise Conflict("the enrolment was made with another key; start again") from None
+            raise Conflict(_("the enrolment was made with another key; start again")) from None
         if codes is None:
-            raise BadInput("wrong code: check the phone's clock and type the current code",
+            raise BadInput(_("wrong code: check the phone's clock and type the current code"),
                            extra={"reason": "totp_invalid"})
         return codes
 
@@ -143,11 +145,11 @@ def confirm(fs: FrontState, v: Viewer, code: Any) -> list[str]:
 def reset(fs: FrontState, admin: Viewer, user_id: int) -> dict[str, Any]:
     """Admin: remove a user's second factor; audited in the requests log."""
     if not admin.is_admin:
-        raise Forbidden("administrators only")
+        raise Forbidden(_("administrators only"))
     with write_session(fs.db) as s:
         user = s.get(User, user_id) if 0 < user_id < 2**31 else None
         if user is None:
-            raise NotFound(f"no user {user_id}")
+            raise NotFound(_("no user %(user_id)s", user_id=user_id))
         reset_audited(s, user, admin.id, admin.name)
         s.refresh(user)
         return accounts.user_json(user)
@@ -254,6 +256,6 @@ def enforce() -> Any:
     if not must_enrol(front(), v):
         return None
     if web.is_api():
-        raise Forbidden("set up two-factor login first (POST /api/v1/totp, then "
-                        "/api/v1/totp/confirm)", extra={"reason": "totp_enrolment_required"})
+        raise Forbidden(_("set up two-factor login first (POST /api/v1/totp, then "
+                          "/api/v1/totp/confirm)"), extra={"reason": "totp_enrolment_required"})
     return redirect(url_for("totp.enrol_page"))

@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from flask import Request
+from flask_babel import gettext as _
 from werkzeug.exceptions import BadRequest
 
 from ravada import limits
@@ -21,13 +22,15 @@ def text(value: Any, name: str, *, max_len: int, min_len: int = 1,
          pattern: re.Pattern[str] | None = None, hint: str = "") -> str:
     """A string of ``min_len``..``max_len`` characters, optionally matching ``pattern``."""
     if not isinstance(value, str):
-        raise BadInput(f"{name}: expected a string")
+        raise BadInput(_("%(name)s: expected a string", name=name))
     if "\x00" in value:
-        raise Invalid(f"{name}: must not contain NUL characters")
+        raise Invalid(_("%(name)s: must not contain NUL characters", name=name))
     if not min_len <= len(value) <= max_len:
-        raise Invalid(f"{name}: must be {min_len} to {max_len} characters long")
+        raise Invalid(_("%(name)s: must be %(min_len)s to %(max_len)s characters long",
+                        name=name, min_len=min_len, max_len=max_len))
     if pattern is not None and not pattern.fullmatch(value):
-        raise Invalid(f"{name}: {hint or 'has characters that are not allowed'}")
+        raise Invalid(_("%(name)s: %(value)s",
+                        name=name, value=hint or 'has characters that are not allowed'))
     return value
 
 
@@ -36,9 +39,9 @@ def integer(value: Any, name: str, *, lo: int, hi: int) -> int:
     if isinstance(value, str) and re.fullmatch(r"-?\d{1,12}", value.strip()):
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int):
-        raise BadInput(f"{name}: expected an integer")
+        raise BadInput(_("%(name)s: expected an integer", name=name))
     if not lo <= value <= hi:
-        raise Invalid(f"{name}: must be between {lo} and {hi}")
+        raise Invalid(_("%(name)s: must be between %(lo)s and %(hi)s", name=name, lo=lo, hi=hi))
     return value
 
 
@@ -48,7 +51,7 @@ def boolean(value: Any, name: str) -> bool:
         return value
     if isinstance(value, str) and value.lower() in _TRUE + _FALSE:
         return value.lower() in _TRUE
-    raise BadInput(f"{name}: expected true or false")
+    raise BadInput(_("%(name)s: expected true or false", name=name))
 
 
 def username(value: Any) -> str:
@@ -74,8 +77,8 @@ def timeout(value: Any, maximum: int) -> int:
     """A request's ``timeout`` in seconds: at most the configured ``queue.request_timeout``."""
     seconds = integer(value, "timeout", lo=1, hi=2**31)
     if seconds > maximum:
-        raise BadInput(f"timeout: at most {maximum} s (the configured maximum, "
-                       "queue.request_timeout)")
+        raise BadInput(_("timeout: at most %(maximum)s s (the configured maximum, "
+                         "queue.request_timeout)", maximum=maximum))
     return seconds
 
 
@@ -86,9 +89,10 @@ def wait_seconds(value: Any, *, default: float = 0.0, maximum: float = 30.0) -> 
     try:
         seconds = float(value)
     except (TypeError, ValueError):
-        raise BadInput("wait: expected a number of seconds") from None
+        raise BadInput(_("wait: expected a number of seconds")) from None
     if not 0 <= seconds <= maximum:  # also refuses nan and inf
-        raise Invalid(f"wait: must be between 0 and {maximum:g} seconds")
+        raise Invalid(_("wait: must be between 0 and %(maximum)s seconds",
+                        maximum=format(maximum, 'g')))
     return seconds
 
 

@@ -12,6 +12,8 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from flask_babel import gettext as _
+
 from ravada import queue
 from ravada.db import Request
 from ravada.front.errors import TooManyRequests
@@ -28,8 +30,8 @@ def slot(fs: FrontState, viewer: Viewer) -> Iterator[None]:
     with _lock:
         if _held[viewer.id] >= cap:
             raise TooManyRequests(
-                f"you already have {cap} requests waiting (at most {cap} at once); "
-                "try again when one has answered", headers={"Retry-After": "1"})
+                _("you already have %(cap)s requests waiting (at most %(cap)s at once); try "
+                  "again when one has answered", cap=cap), headers={"Retry-After": "1"})
         _held[viewer.id] += 1
     try:
         yield
