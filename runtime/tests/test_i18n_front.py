@@ -93,7 +93,8 @@ def test_a_spanish_user_gets_spanish_api_errors(world: World) -> None:
     # an anonymous client that asks for Spanish gets the login refusal in Spanish
     r = world.app.test_client().post("/api/v1/tokens", headers=ES,
                                      json={"name": "alice", "password": "wrong"})
-    assert r.status_code == 401 and r.json["detail"] == "Nombre de usuario o contraseña incorrectos."
+    assert r.status_code == 401
+    assert r.json["detail"] == "Nombre de usuario o contraseña incorrectos."
 
 
 def test_a_spanish_admin_gets_spanish_pages_and_flashes(world: World) -> None:
