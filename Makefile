@@ -31,7 +31,7 @@ DOCKER_SYSTEMD_OPTS := \
 # does the same when pytest runs alone); nothing is fetched while they match the lock.
 OIDC_DIR := runtime/tests/oidc
 
-.PHONY: help venv lint test-runtime oidc-provider docker images guest-image molecule molecule-nodes test demo demo-destroy bench build clean distclean
+.PHONY: help venv lint test-runtime oidc-provider docker images guest-image molecule molecule-nodes test demo demo-destroy bench build clean distclean messages translations
 
 help:
 	@echo "make venv          .venv from $(PYTHON) --system-site-packages + tooling + runtime[test]"
@@ -44,6 +44,8 @@ help:
 	@echo "make demo          one Debian 12 container 'ravada-demo' deployed with inventories/local"
 	@echo "make bench         benchmarks (bench/README.md); P1/P5 need a deployed host"
 	@echo "make build         ansible-galaxy collection build"
+	@echo "make messages      extract the front's strings, update every catalogue (.po)"
+	@echo "make translations  compile the catalogues (.po -> .mo, committed)"
 	@echo "make clean         remove the demo container, molecule instances and caches"
 
 $(VENV)/.installed: requirements-dev.txt runtime/pyproject.toml
@@ -114,6 +116,19 @@ demo-destroy:
 
 build:
 	ansible-galaxy collection build --force --output-path dist/
+
+# The front's languages (README "Languages"): extract the marked strings into messages.pot,
+# merge them into every <lang>/LC_MESSAGES/messages.po (no fuzzy guesses), compile the .mo.
+I18N := src/ravada/front/translations
+messages: venv
+	cd runtime
+	$(BIN)/pybabel extract -F babel.cfg -k N_ -k lazy_gettext -k Text -k Refusal \
+		-k HardwareError -k PolicyError -k TotpError -k GroupError:2 --no-location \
+		--sort-output -o $(I18N)/messages.pot src/ravada
+	$(BIN)/pybabel update -N --ignore-obsolete -i $(I18N)/messages.pot -d $(I18N)
+
+translations: venv
+	cd runtime && $(BIN)/pybabel compile -d $(I18N)
 
 clean: demo-destroy
 	-test -x $(BIN)/molecule && molecule destroy -s default

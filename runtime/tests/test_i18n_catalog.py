@@ -178,3 +178,56 @@ def test_compiled_catalogue_matches_the_po() -> None:
     po = {norm(m.id): norm(m.string) for m in es if m.id and not m.fuzzy}
     compiled = {norm(m.id): norm(m.string) for m in mo if m.id}
     assert compiled == po
+
+
+STATIC = FRONT / "static"
+T_CALL = re.compile(r"""\bt\(\s*"((?:[^"\\]|\\.)*)\"""")
+# a text handed straight to the page: say(el, "…"), show("…"), .textContent = "…",
+# new Error("…") (shown as the reason), a template literal in any of those
+SHOWN_RAW = re.compile(r"""(?:\bsay\([^,()]*,\s*|\bsay\(\s*|\bshow\(\s*|\.textContent\s*=\s*|"""
+                       r"""new Error\(\s*|document\.title\s*=\s*)(["`'])((?:[^\\]|\\.)*?)\1""")
+
+
+def _raw_texts(source: str) -> list[str]:
+    """Literals shown as they are: words outside ${…} (a unit like "s" is not a word)."""
+    return [m.group(0) for m in SHOWN_RAW.finditer(source)
+            if re.search(r"[A-Za-z]{3}", re.sub(r"\$\{[^}]*\}", "", m.group(2)))]
+
+
+def test_checker_of_scripts_finds_raw_texts() -> None:
+    sample = """say(progress, "Starting…");
+show(t("Connected"));
+say(el, `Request ${id} failed`);
+say(p, `${data.command}: ${label} (${secs} s)`);
+throw new Error(data.detail || `HTTP ${status}`);"""
+    assert _raw_texts(sample) == ['say(progress, "Starting…"', "say(el, `Request ${id} failed`"]
+
+
+@pytest.mark.parametrize("path", sorted(STATIC.glob("*.js")), ids=lambda p: p.name)
+def test_every_script_text_is_marked_and_listed(path: Path) -> None:
+    """Scripts show texts through t("…") only, and each is in SCRIPT_TEXTS (so the page
+    carries its translation)."""
+    from ravada.front.i18n import SCRIPT_TEXTS
+
+    source = path.read_text(encoding="utf-8")
+    raw = _raw_texts(source)
+    assert not raw, f"texts shown without t() in {path.name}: {raw}"
+    unlisted = [text for text in T_CALL.findall(source) if text not in SCRIPT_TEXTS]
+    assert not unlisted, f"t() texts of {path.name} missing from i18n.SCRIPT_TEXTS: {unlisted}"
+
+
+def test_the_wheel_carries_the_compiled_catalogues(tmp_path: Path) -> None:
+    """The rvd role installs a wheel built from runtime/ on servers without Babel: the
+    committed .mo files (and the scripts' i18n.js) must be inside it."""
+    import subprocess
+    import sys
+    import zipfile
+
+    runtime = FRONT.parents[2]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--disable-pip-version-check", "-w", str(tmp_path),
+                    str(runtime)], check=True, capture_output=True, timeout=240)
+    (wheel,) = tmp_path.glob("ravada-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "ravada/front/translations/es/LC_MESSAGES/messages.mo" in names
+    assert "ravada/front/static/i18n.js" in names

@@ -4,9 +4,12 @@ the browser's Accept-Language, else English; the pickers; Spanish pages and mess
 
 from __future__ import annotations
 
+import pytest
 from test_front_support import PASSWORD, World, csrf_of, login, world  # noqa: F401
 
+from ravada import policy
 from ravada.db import User
+from ravada.front.i18n import say
 
 ES = {"Accept-Language": "es-ES,es;q=0.9,en;q=0.5"}
 EN = {"Accept-Language": "en-GB,en;q=0.9"}
@@ -112,3 +115,27 @@ def test_a_spanish_admin_gets_spanish_pages_and_flashes(world: World) -> None:
     r = admin.post(f"/admin/machines/{world.alice_vm}", follow_redirects=True,
                    data={"action": "remove", "csrf_token": csrf_of(admin)})
     assert "Eliminar necesita una confirmación" in r.get_data(as_text=True)
+
+
+def test_refusals_of_the_neutral_modules_are_translated(world: World) -> None:
+    """Groups, hardware, policies and 2FA refuse in English (rvd_back logs that); the front
+    says them in the reader's language."""
+    _set_locale(world, "admin", "es")
+    admin = world.client("admin")
+
+    def post(url: str, **data: str) -> str:
+        r = admin.post(url, data={**data, "csrf_token": csrf_of(admin)}, follow_redirects=True)
+        return r.get_data(as_text=True)
+
+    assert "Grupo aula1 creado." in post("/admin/groups", name="aula1")
+    assert "ya existe un grupo llamado aula1" in post("/admin/groups", name="aula1")
+    page = post(f"/admin/machines/{world.alice_vm}/hardware/size", memory_mb="1", vcpus="1")
+    assert "memory_mb: un número entero de" in page, page[page.find('class="flash'):][:300]
+    page = post(f"/admin/machines/{world.base}/policy", pool_size="1", pool_started="2",
+                next="machine")
+    assert "pool_started (2) no puede superar pool_size (1)" in page
+    # the same refusal as rvd_back (and any caller outside a request) sees it: English
+    with pytest.raises(policy.PolicyError) as caught:
+        policy.check_policy(policy.Policy(), {"pool_size": 1, "pool_started": 2})
+    assert str(caught.value) == "pool_started (2) cannot exceed pool_size (1)"
+    assert say(caught.value) == str(caught.value)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ravada import limits
+from ravada.texts import Refusal, Text
 
 DEFAULTS: dict[str, bool] = {"spice": True, "vnc": True, "sound": False, "usb_redirect": True}
 SWITCHES = tuple(DEFAULTS)
@@ -26,12 +27,12 @@ MAX_DISKS = 4  # disks of one machine (the template's virtio devices vda..)
 CHANGEABLE = ("shutdown", "running", "paused", "hibernated")
 
 
-class HardwareError(ValueError):
+class HardwareError(Refusal):
     """A change that cannot be made; the message says why, for the admin, and ``field``
     names the setting at fault so an API client can point at it."""
 
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, template: str, field: str | None = None, **values: Any) -> None:
+        super().__init__(template, **values)
         self.field = field
 
 
@@ -49,8 +50,9 @@ def base_refusal(name: str, clones: int) -> str | None:
     """Why a base's hardware must not change, or None: its clones' disks are overlays on its
     disk and their domains copy its devices, so a change would split them from it."""
     if clones:
-        return (f"{name} is a base with {clones} clone(s): its hardware is what they were made "
-                "from; remove the clones (or make a new base) before changing it")
+        return Text("%(name)s is a base with %(clones)s clone(s): its hardware is what they "
+                    "were made from; remove the clones (or make a new base) before changing "
+                    "it", name=name, clones=clones)
     return None
 
 
@@ -58,8 +60,8 @@ def _int(value: Any, key: str, bounds: tuple[int, int]) -> int:
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value.strip())
     if not limits.in_range(value, bounds):
-        raise HardwareError(f"{key}: an integer from {bounds[0]} to {bounds[1]}, not {value!r}",
-                            key)
+        raise HardwareError("%(key)s: an integer from %(lo)s to %(hi)s, not %(got)s", key,
+                            key=key, lo=bounds[0], hi=bounds[1], got=repr(value))
     return int(value)
 
 
@@ -70,7 +72,8 @@ def check_change(args: dict[str, Any], current: dict[str, Any]) -> dict[str, Any
         raise HardwareError("a hardware change is an object", "body")
     unknown = sorted(set(args) - set(KEYS))
     if unknown:
-        raise HardwareError(f"unknown hardware setting(s): {', '.join(unknown)}", unknown[0])
+        raise HardwareError("unknown hardware setting(s): %(value)s", unknown[0],
+                            value=', '.join(unknown))
     out: dict[str, Any] = {}
     if "memory_mb" in args:
         out["memory_mb"] = _int(args["memory_mb"], "memory_mb", limits.MEMORY_MB)
@@ -79,7 +82,8 @@ def check_change(args: dict[str, Any], current: dict[str, Any]) -> dict[str, Any
     for key in SWITCHES:
         if key in args:
             if not isinstance(args[key], bool):
-                raise HardwareError(f"{key}: true or false, not {args[key]!r}", key)
+                raise HardwareError("%(key)s: true or false, not %(value)s", key,
+                                    key=key, value=repr(args[key]))
             out[key] = args[key]
     if not {**current, **out}.get("spice", True) and not {**current, **out}.get("vnc", True):
         raise HardwareError("display: keep at least one of SPICE and VNC", "spice")

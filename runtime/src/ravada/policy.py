@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from ravada.texts import Refusal
+
 # bounds of every field: (lo, hi)
 POOL_MAX = 200
 RUN_TIMEOUT_MAX = 7 * 86400
@@ -23,7 +25,7 @@ RUNNING_LIMIT_MAX = 1000
 POOL_INFIX = "-pool-"
 
 
-class PolicyError(ValueError):
+class PolicyError(Refusal):
     """A bad policy value; the message names the field and the allowed values."""
 
 
@@ -49,7 +51,7 @@ def _int(value: Any, name: str, lo: int, hi: int) -> int:
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise PolicyError(f"{name}: an integer from {lo} to {hi}")
+        raise PolicyError("%(name)s: an integer from %(lo)s to %(hi)s", name=name, lo=lo, hi=hi)
     return value
 
 
@@ -59,15 +61,15 @@ def _bool(value: Any, name: str) -> bool:
     if isinstance(value, str) and value.lower() in ("1", "true", "on", "yes", "0", "false",
                                                     "off", "no", ""):
         return value.lower() in ("1", "true", "on", "yes")
-    raise PolicyError(f"{name}: true or false")
+    raise PolicyError("%(name)s: true or false", name=name)
 
 
 def check_policy(current: Policy, changes: Mapping[str, Any]) -> Policy:
     """``current`` with ``changes`` applied, every field checked; unknown keys refused."""
     unknown = sorted(set(changes) - set(FIELDS))
     if unknown:
-        raise PolicyError(f"unknown policy field(s): {', '.join(unknown)[:200]} "
-                          f"(known: {', '.join(FIELDS)})")
+        raise PolicyError("unknown policy field(s): %(value)s (known: %(value2)s)",
+                          value=', '.join(unknown)[:200], value2=', '.join(FIELDS))
     values: dict[str, Any] = {}
     for key, value in changes.items():
         if key in ("volatile", "shutdown_disconnected"):
@@ -80,8 +82,9 @@ def check_policy(current: Policy, changes: Mapping[str, Any]) -> Policy:
             values[key] = _int(value, key, GRACE_MIN, GRACE_MAX)
     policy = replace(current, **values)
     if policy.pool_started > policy.pool_size:
-        raise PolicyError(f"pool_started ({policy.pool_started}) cannot exceed pool_size "
-                          f"({policy.pool_size})")
+        raise PolicyError("pool_started (%(pool_started)s) cannot exceed pool_size "
+                          "(%(pool_size)s)",
+                          pool_started=policy.pool_started, pool_size=policy.pool_size)
     return policy
 
 

@@ -20,16 +20,17 @@ from sqlalchemy.orm import Session
 
 from ravada import policy as rpolicy
 from ravada.db import BaseAccess, Group, GroupMember, Machine, User
+from ravada.texts import Refusal
 
 LOCAL, DIRECTORY = "local", "ldap"
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
-class GroupError(ValueError):
+class GroupError(Refusal):
     """A refused group operation; ``kind`` is not_found, conflict or invalid."""
 
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, kind: str, template: str, **values: Any) -> None:
+        super().__init__(template, **values)
         self.kind = kind
 
 
@@ -53,7 +54,7 @@ def get_group(s: Session, ref: int | str) -> Group:
     else:
         g = s.scalar(select(Group).where(Group.name == ref).order_by(Group.source != LOCAL))
     if g is None:
-        raise GroupError("not_found", f"no group {ref!r}")
+        raise GroupError("not_found", "no group %(ref)s", ref=repr(ref))
     return g
 
 
@@ -62,8 +63,8 @@ def check_max_running(value: Any) -> int | None:
     try:
         return rpolicy.check_limit(value)
     except rpolicy.PolicyError as exc:
-        raise GroupError("invalid", f"{exc} (empty or null: the group sets no limit; "
-                         "0: its members have no limit)") from None
+        raise GroupError("invalid", "%(exc)s (empty or null: the group sets no limit; 0: its "
+                                    "members have no limit)", exc=exc.text) from None
 
 
 def create_group(s: Session, name: Any, description: Any = "",
@@ -73,7 +74,7 @@ def create_group(s: Session, name: Any, description: Any = "",
     if not isinstance(description, str) or len(description) > 255:
         raise GroupError("invalid", "description: a string of at most 255 characters")
     if s.scalar(select(Group.id).where(Group.source == LOCAL, Group.name == name)) is not None:
-        raise GroupError("conflict", f"a group named {name} already exists")
+        raise GroupError("conflict", "a group named %(name)s already exists", name=name)
     g = Group(name=name, source=LOCAL, description=description, max_running=limit)
     s.add(g)
     s.flush()
@@ -99,7 +100,7 @@ def _user(s: Session, ref: int | str) -> User:
     else:
         u = s.scalar(select(User).where(User.name == ref))
     if u is None:
-        raise GroupError("not_found", f"no user {ref!r}")
+        raise GroupError("not_found", "no user %(ref)s", ref=repr(ref))
     return u
 
 
@@ -107,8 +108,8 @@ def set_member(s: Session, group_ref: int | str, user_ref: int | str, present: b
     """Add a user to (or remove from) a local group; directory groups are read-only here."""
     g = get_group(s, group_ref)
     if g.source != LOCAL:
-        raise GroupError("conflict", f"{g.name} is a directory group: its members come from "
-                         "the directory")
+        raise GroupError("conflict", "%(name)s is a directory group: its members come from the "
+                                     "directory", name=g.name)
     u = _user(s, user_ref)
     row = s.get(GroupMember, (g.id, u.id))
     if present and row is None:
@@ -198,11 +199,11 @@ def set_base_access(s: Session, base_id: int, group_ids: list[int]) -> list[dict
     """Replace a base's access list ([] makes it public to everyone again)."""
     base = s.get(Machine, base_id) if 0 < base_id < 2**31 else None
     if base is None or not base.is_base:
-        raise GroupError("not_found", f"no base {base_id}")
+        raise GroupError("not_found", "no base %(base_id)s", base_id=base_id)
     wanted = set(group_ids)
     found = set(s.scalars(select(Group.id).where(Group.id.in_(wanted or {0}))))
     if wanted - found:
-        raise GroupError("invalid", f"no group {min(wanted - found)}")
+        raise GroupError("invalid", "no group %(value)s", value=min(wanted - found))
     s.execute(delete(BaseAccess).where(BaseAccess.machine_id == base_id))
     for gid in sorted(wanted):
         s.add(BaseAccess(machine_id=base_id, group_id=gid))

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from ravada.auth.settings import TotpConfig
 from ravada.db import RecoveryCode, Request, User, utcnow
 from ravada.keyfile import SecretBox
+from ravada.texts import Refusal
 
 AUDIT_RESET = "totp_reset"  # the requests-log row of a reset
 STEP = 30  # seconds (what every authenticator app uses)
@@ -34,7 +35,7 @@ RECOVERY_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 RECOVERY_LENGTH = 16
 
 
-class TotpError(Exception):
+class TotpError(Refusal):
     """A refusal the user can act on (already enrolled, nothing to confirm...)."""
 
 

@@ -13,6 +13,7 @@ from ravada.auth import groups as store
 from ravada.front import validate
 from ravada.front.dbutil import write_session
 from ravada.front.errors import BadInput, Conflict, Forbidden, Invalid, NotFound
+from ravada.front.i18n import say
 from ravada.front.state import FrontState, Viewer
 
 T = TypeVar("T")
@@ -27,7 +28,7 @@ def _admin_write(fs: FrontState, viewer: Viewer) -> Iterator[Session]:
         with write_session(fs.db) as s:
             yield s
     except store.GroupError as exc:
-        raise _ERRORS[exc.kind](str(exc)) from None
+        raise _ERRORS[exc.kind](say(exc)) from None
 
 
 def _read(fs: FrontState, viewer: Viewer, fn: Callable[[Session], T]) -> T:
@@ -37,7 +38,7 @@ def _read(fs: FrontState, viewer: Viewer, fn: Callable[[Session], T]) -> T:
         try:
             return fn(s)
         except store.GroupError as exc:
-            raise _ERRORS[exc.kind](str(exc)) from None
+            raise _ERRORS[exc.kind](say(exc)) from None
 
 
 def list_groups(fs: FrontState, viewer: Viewer) -> list[dict[str, Any]]:

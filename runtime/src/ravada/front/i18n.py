@@ -18,6 +18,7 @@ from ravada.db.models import User
 from ravada.front.dbutil import write_session
 from ravada.front.errors import Invalid
 from ravada.front.state import front
+from ravada.texts import Text
 
 # Each language is named in itself: a reader who cannot read the page still finds theirs.
 LANGUAGES: dict[str, str] = {"en": "English", "es": "Español"}
@@ -26,6 +27,12 @@ COOKIE = "ravada_lang"
 COOKIE_MAX_AGE = 365 * 24 * 3600
 
 bp = Blueprint("i18n", __name__)
+
+
+def N_(message: str) -> str:
+    """Marks a message for extraction where it is defined; it is translated where shown."""
+    return message
+
 
 # Words the database keeps in English (machine and ISO states, request statuses, actions):
 # pages show them through the ``state`` and ``action`` filters, CSS and scripts keep the codes.
@@ -48,6 +55,34 @@ ACTIONS = {
 }
 
 
+# Every text the scripts (static/*.js) show through t(): base.html hands them the
+# translations (test_i18n_catalog checks that each t("…") of a script is listed here).
+SCRIPT_TEXTS = (
+    N_("Queued…"), N_("Working…"), N_("Ready"), N_("Failed"), N_("the request failed"),
+    N_("Starting…"), N_("Ready — opening the display…"), N_("Could not start: %(reason)s"),
+    N_(" (at next start: %(changes)s)"), N_("%(command)s: done"),
+    N_("Request %(id)s failed: %(reason)s"), N_("%(action)s: done"),
+    N_("%(action)s failed: %(reason)s"), N_("Taking a screenshot…"),
+    N_("No screenshot: %(reason)s"), N_("New token (copy it now, it is shown once): %(token)s"),
+    N_("Password changed."), N_("Connected"), N_("Disconnected"),
+    N_("Connection lost — reload the page for a new ticket"),
+    N_("Authentication failed: %(reason)s"), N_("%(name)s · console"),
+    # static/isos.js
+    N_("network error at byte %(offset)s: %(reason)s"),
+    N_("Connection lost at %(size)s; retrying…"), N_("Resuming at %(size)s…"),
+    N_("%(done)s of %(size)s (%(percent)s, %(rate)s/s)"),
+    N_("Uploaded %(name)s; the server is checking it…"),
+    N_("%(name)s is larger than the limit (%(size)s)."),
+    N_("%(name)s is ready. SHA-256 %(sha256)s"), N_("%(name)s was refused: %(reason)s"),
+    N_("removed"), N_("Upload failed: %(reason)s"),
+)
+
+
+def script_texts() -> dict[str, str]:
+    """SCRIPT_TEXTS in this request's language, for base.html's JSON block."""
+    return {text: _(text) for text in SCRIPT_TEXTS}
+
+
 def state_label(code: Any) -> str:
     """A state or status code in the reader's language (unknown codes as they are)."""
     label = STATES.get(code) if isinstance(code, str) else None
@@ -58,11 +93,6 @@ def action_label(code: Any) -> str:
     """A machine action's button text (``prepare_base`` → "Prepare base")."""
     label = ACTIONS.get(code) if isinstance(code, str) else None
     return str(label) if label is not None else str(code).replace("_", " ").capitalize()
-
-
-def N_(message: str) -> str:
-    """Marks a message for extraction where it is defined; it is translated where shown."""
-    return message
 
 
 def select_locale() -> str:
@@ -89,15 +119,28 @@ def checked(value: Any) -> str:
     return value
 
 
+def say(value: Any) -> str:
+    """A :class:`ravada.texts.Text` (or a Refusal carrying one) in the reader's language:
+    its template looked up in the catalogue, its values (Texts too) filled in; anything
+    else as it is."""
+    text = getattr(value, "text", value)
+    if not isinstance(text, Text):
+        return str(value)
+    values = {k: say(v) if isinstance(v, Text) else v for k, v in text.values.items()}
+    return _(text.template, **values) if values else _(text.template)
+
+
 def init_app(app: Flask) -> None:
     Babel(app, locale_selector=select_locale)
     app.register_blueprint(bp)
     app.add_template_filter(state_label, "state")
     app.add_template_filter(action_label, "action")
+    app.add_template_filter(say, "say")
 
     @app.context_processor
     def _languages() -> dict[str, Any]:
-        return {"languages": LANGUAGES, "current_locale": current}
+        return {"languages": LANGUAGES, "current_locale": current,
+                "script_texts": script_texts}
 
 
 @bp.post("/language")

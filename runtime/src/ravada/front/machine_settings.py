@@ -17,7 +17,7 @@ from ravada.db import ConsoleSession, FirewallRule, Machine, Request, User
 from ravada.front import machines, validate
 from ravada.front.dbutil import write_session
 from ravada.front.errors import Conflict, Forbidden, Invalid
-from ravada.front.i18n import state_label
+from ravada.front.i18n import say, state_label
 from ravada.front.state import FrontState, Viewer, iso_time
 
 DESCRIPTION_MAX = 10_000
@@ -150,7 +150,7 @@ def submit_hardware(fs: FrontState, viewer: Viewer, machine_id: int,
         try:
             checked = hardware.check_change(change, hardware.options(m.hardware))
         except hardware.HardwareError as exc:
-            raise Invalid(str(exc), extra={"field": exc.field}) from None
+            raise Invalid(say(exc), extra={"field": exc.field}) from None
         if m.state not in hardware.CHANGEABLE:
             raise Conflict(_("cannot change the hardware of %(name)s while it is %(state)s",
                              name=m.name, state=state_label(m.state)),
@@ -163,7 +163,8 @@ def submit_hardware(fs: FrontState, viewer: Viewer, machine_id: int,
             clones = _clone_count(s, m.id)
             refusal = hardware.base_refusal(m.name, clones)
             if refusal:
-                raise Conflict(refusal, extra={"reason": "base_has_clones", "clones": clones})
+                raise Conflict(say(refusal),
+                               extra={"reason": "base_has_clones", "clones": clones})
         if checked.get("iso") and checked["iso"] not in machines.list_isos(fs):
             raise Invalid(_("iso: no ISO named %(iso)s in %(iso_dir)s",
                             iso=repr(checked['iso']), iso_dir=fs.config.front.iso_dir),

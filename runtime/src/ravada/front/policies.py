@@ -13,6 +13,7 @@ from ravada import queue
 from ravada.db import Machine, utcnow
 from ravada.front.dbutil import write_session
 from ravada.front.errors import Conflict, Forbidden, Invalid
+from ravada.front.i18n import say
 from ravada.front.machines import visible_machine
 from ravada.front.state import FrontState, Viewer, iso_time
 
@@ -45,7 +46,7 @@ def update(fs: FrontState, viewer: Viewer, base_id: int, changes: dict[str, Any]
         try:
             new = rpolicy.check_policy(of(base), changes)
         except rpolicy.PolicyError as exc:
-            raise Invalid(str(exc)) from None
+            raise Invalid(say(exc)) from None
         for key, value in new.as_dict().items():
             setattr(base, key, value)
         s.flush()

@@ -31,7 +31,7 @@ from ravada.front.errors import (
     Unauthorized,
     Unavailable,
 )
-from ravada.front.i18n import N_
+from ravada.front.i18n import N_, say
 from ravada.front.state import FrontState, Viewer, front
 
 bp = Blueprint("totp", __name__)
@@ -107,7 +107,7 @@ def begin(fs: FrontState, v: Viewer) -> dict[str, Any]:
         try:
             secret = fs.totp.begin(s, v.id)
         except TotpError as exc:
-            raise Conflict(str(exc)) from None
+            raise Conflict(say(exc)) from None
     return _enrolment(fs, v, secret)
 
 
@@ -133,7 +133,7 @@ def confirm(fs: FrontState, v: Viewer, code: Any) -> list[str]:
         try:
             codes = fs.totp.confirm(s, v.id, code)
         except TotpError as exc:
-            raise Conflict(str(exc)) from None
+            raise Conflict(say(exc)) from None
         except ValueError:
             raise Conflict(_("the enrolment was made with another key; start again")) from None
         if codes is None:

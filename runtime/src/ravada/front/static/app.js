@@ -1,4 +1,6 @@
 // Ravada VDI front: live progress through the JSON API (long-polling, no page-refresh loops).
+import { t } from "./i18n.js";
+
 const csrf = document.querySelector('meta[name="csrf-token"]')?.content || "";
 
 async function api(method, url, body) {
@@ -21,7 +23,8 @@ function say(el, text, isError = false) {
   el.classList.toggle("error", isError);
 }
 
-const LABELS = { requested: "Queued…", working: "Working…", done: "Ready", failed: "Failed" };
+const LABELS = { requested: t("Queued…"), working: t("Working…"), done: t("Ready"),
+                 failed: t("Failed") };
 
 // Wait for a request by long-polling (the server holds each call up to 10 s).
 async function follow(requestId, progress, started = performance.now()) {
@@ -35,7 +38,7 @@ async function follow(requestId, progress, started = performance.now()) {
     const secs = ((performance.now() - started) / 1000).toFixed(1);
     say(progress, `${data.command}: ${LABELS[data.status] || data.status} (${secs} s)`);
     if (data.status === "done") return data;
-    if (data.status === "failed") throw new Error(data.error || "the request failed");
+    if (data.status === "failed") throw new Error(data.error || t("the request failed"));
   }
 }
 
@@ -49,7 +52,7 @@ async function startBase(button) {
     let requestId = button.dataset.pending;
     let machineId = null;
     if (!requestId) {
-      say(progress, "Starting…");
+      say(progress, t("Starting…"));
       const { status, data } = await api("POST", `/api/v1/bases/${button.dataset.start}/start`);
       if (status >= 400) throw new Error(data.detail || `HTTP ${status}`);
       requestId = data.request_id;
@@ -57,12 +60,12 @@ async function startBase(button) {
     }
     const req = await follow(requestId, progress, started);
     machineId = machineId || (req.result && req.result.machine_id) || req.machine_id;
-    say(progress, "Ready — opening the display…");
+    say(progress, t("Ready — opening the display…"));
     // The POST above opened the display; the page shows what that request got (a GET
     // of the page itself never opens anything).
     window.location.assign(`/machine/${machineId}?request=${req.id}`);
   } catch (err) {
-    say(progress, `Could not start: ${err.message}`, true);
+    say(progress, t("Could not start: %(reason)s", { reason: err.message }), true);
     button.disabled = false;
     delete card.dataset.busy;
   }
@@ -72,10 +75,12 @@ async function startBase(button) {
 async function followRequest(el) {
   try {
     const req = await follow(el.dataset.follow, el);
-    say(el, `${req.command}: done` + (req.result && req.result.next_start && req.result.next_start.length
-      ? ` (at next start: ${req.result.next_start.join(", ")})` : ""));
+    const later = req.result && req.result.next_start && req.result.next_start.length
+      ? t(" (at next start: %(changes)s)", { changes: req.result.next_start.join(", ") }) : "";
+    say(el, t("%(command)s: done", { command: req.command }) + later);
   } catch (err) {
-    say(el, `Request ${el.dataset.follow} failed: ${err.message}`, true);
+    say(el, t("Request %(id)s failed: %(reason)s", { id: el.dataset.follow, reason: err.message }),
+        true);
   }
 }
 
@@ -89,17 +94,17 @@ async function machineAction(button) {
       `/api/v1/machines/${box.dataset.machine}/${action}?wait=10`);
     if (status >= 400) throw new Error(data.detail || `HTTP ${status}`);
     if (data.status !== "done") await follow(data.request_id, progress);
-    say(progress, `${action}: done`);
+    say(progress, t("%(action)s: done", { action }));
     window.location.reload();
   } catch (err) {
-    say(progress, `${action} failed: ${err.message}`, true);
+    say(progress, t("%(action)s failed: %(reason)s", { action, reason: err.message }), true);
     box.querySelectorAll("button").forEach((b) => { b.disabled = false; });
   }
 }
 
 async function screenshot(img) {
   const note = document.getElementById("thumb-status");
-  say(note, "Taking a screenshot…");
+  say(note, t("Taking a screenshot…"));
   try {
     const { status, data } = await api("POST",
       `/api/v1/machines/${img.dataset.screenshot}/screenshot?wait=10`);
@@ -109,7 +114,7 @@ async function screenshot(img) {
     img.hidden = false;
     note.hidden = true;
   } catch (err) {
-    say(note, `No screenshot: ${err.message}`, true);
+    say(note, t("No screenshot: %(reason)s", { reason: err.message }), true);
   }
 }
 
@@ -121,7 +126,9 @@ function accountPage() {
       const { status, data } = await api("POST", "/api/v1/tokens",
         { label: form.elements.label.value });
       const out = document.getElementById("new-token");
-      if (status === 201) say(out, `New token (copy it now, it is shown once): ${data.token}`);
+      if (status === 201) {
+        say(out, t("New token (copy it now, it is shown once): %(token)s", { token: data.token }));
+      }
       else say(out, data.detail || `HTTP ${status}`, true);
     });
   }
@@ -136,7 +143,7 @@ function accountPage() {
       const { status, data } = await api("POST", "/api/v1/password", {
         password: pw.elements.password.value, new_password: pw.elements.new_password.value });
       say(document.getElementById("password-result"),
-        status === 204 ? "Password changed." : (data.detail || `HTTP ${status}`), status !== 204);
+        status === 204 ? t("Password changed.") : (data.detail || `HTTP ${status}`), status !== 204);
       pw.reset();
     });
   }

@@ -1,5 +1,6 @@
 // Browser console: noVNC (served locally under /novnc/) through rvd_console's websocket proxy.
 import RFB from "/novnc/core/rfb.js";
+import { t } from "./i18n.js";
 
 const el = document.getElementById("console");
 const status = document.getElementById("console-status");
@@ -9,13 +10,14 @@ if (el) {
   const rfb = new RFB(el, el.dataset.url, { credentials: { password: el.dataset.password } });
   rfb.scaleViewport = true;
   rfb.background = "#111";
-  rfb.addEventListener("connect", () => show("Connected"));
+  rfb.addEventListener("connect", () => show(t("Connected")));
   rfb.addEventListener("disconnect", (e) =>
-    show(e.detail.clean ? "Disconnected" : "Connection lost — reload the page for a new ticket"));
+    show(e.detail.clean ? t("Disconnected")
+      : t("Connection lost — reload the page for a new ticket")));
   rfb.addEventListener("credentialsrequired", () =>
     rfb.sendCredentials({ password: el.dataset.password }));
   rfb.addEventListener("securityfailure", (e) =>
-    show(`Authentication failed: ${e.detail.reason || e.detail.status}`));
-  rfb.addEventListener("desktopname", (e) => { document.title = `${e.detail.name} · console`; });
+    show(t("Authentication failed: %(reason)s", { reason: e.detail.reason || e.detail.status })));
+  rfb.addEventListener("desktopname", (e) => { document.title = t("%(name)s · console", { name: e.detail.name }); });
   document.getElementById("console-cad")?.addEventListener("click", () => rfb.sendCtrlAltDel());
 }

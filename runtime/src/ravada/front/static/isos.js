@@ -1,4 +1,6 @@
 // ISO library: chunked, resumable uploads with a progress bar; transfer progress in place.
+import { t } from "./i18n.js";
+
 const csrf = document.querySelector('meta[name="csrf-token"]')?.content || "";
 const form = document.getElementById("iso-upload");
 const bar = document.getElementById("iso-upload-progress");
@@ -33,8 +35,9 @@ async function sendChunk(id, file, offset, chunk) {
         headers: { "X-CSRFToken": csrf, "Content-Type": "application/octet-stream" },
       });
     } catch (e) {  // the network dropped: wait and send the same chunk again
-      if (attempt >= RETRIES) throw new Error(`network error at byte ${offset}: ${e.message}`);
-      say(`Connection lost at ${mib(offset)}; retrying…`, true);
+      if (attempt >= RETRIES) throw new Error(t("network error at byte %(offset)s: %(reason)s",
+                                                   { offset, reason: e.message }));
+      say(t("Connection lost at %(size)s; retrying…", { size: mib(offset) }), true);
       await sleep(Math.min(30000, 500 * 2 ** attempt));
       continue;
     }
@@ -59,7 +62,7 @@ async function upload(file, sha256) {
   if (!start.ok) throw new Error(row.detail || `HTTP ${start.status}`);
   const chunk = row.chunk_bytes;
   let offset = row.received;
-  if (offset) say(`Resuming at ${mib(offset)}…`);
+  if (offset) say(t("Resuming at %(size)s…", { size: mib(offset) }));
   bar.hidden = false;
   bar.max = file.size;
   const began = performance.now();
@@ -69,10 +72,13 @@ async function upload(file, sha256) {
     offset = got.received;
     bar.value = offset;
     const rate = offset / Math.max(0.001, (performance.now() - began) / 1000);
-    say(`${mib(offset)} of ${mib(file.size)} (${Math.round((100 * offset) / file.size)} %, ${mib(rate)}/s)`);
+    say(t("%(done)s of %(size)s (%(percent)s, %(rate)s/s)", {
+      done: mib(offset), size: mib(file.size),
+      percent: `${Math.round((100 * offset) / file.size)} %`,
+      rate: mib(rate) }));
   }
   bar.value = file.size;
-  say(`Uploaded ${file.name}; the server is checking it…`);
+  say(t("Uploaded %(name)s; the server is checking it…", { name: file.name }));
   return row.id;
 }
 
@@ -143,7 +149,8 @@ form?.addEventListener("submit", async (ev) => {
   const file = form.elements.file.files[0];
   if (!file) return;
   if (file.size > Number(form.dataset.max)) {
-    say(`${file.name} is larger than the limit (${mib(Number(form.dataset.max))}).`, true);
+    say(t("%(name)s is larger than the limit (%(size)s).",
+          { name: file.name, size: mib(Number(form.dataset.max)) }), true);
     return;
   }
   const button = form.querySelector("button");
@@ -152,13 +159,14 @@ form?.addEventListener("submit", async (ev) => {
     const id = await upload(file, form.elements.sha256.value.trim().toLowerCase());
     const iso = await watch(id);
     if (iso && iso.state === "ready") {
-      say(`${iso.name} is ready. SHA-256 ${iso.sha256}`);
+      say(t("%(name)s is ready. SHA-256 %(sha256)s", { name: iso.name, sha256: iso.sha256 }));
     } else {
-      say(`${file.name} was refused: ${iso ? iso.error : "removed"}`, true);
+      say(t("%(name)s was refused: %(reason)s",
+            { name: file.name, reason: iso ? iso.error : t("removed") }), true);
     }
     setTimeout(() => window.location.reload(), 1500);
   } catch (e) {
-    say(`Upload failed: ${e.message}`, true);
+    say(t("Upload failed: %(reason)s", { reason: e.message }), true);
   } finally {
     button.disabled = false;
   }
