@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
+from flask_babel import gettext as _
 
 from ravada import queue
 from ravada.db import Request
@@ -30,11 +31,11 @@ MUTATING = ("POST", "PUT", "PATCH", "DELETE")
 @bp.before_request
 def _authenticate() -> None:
     if g.auth == "bad_token":
-        raise Unauthorized("invalid or revoked API token")
+        raise Unauthorized(_("invalid or revoked API token"))
     if request.endpoint in PUBLIC:
         return
     if web.viewer() is None:
-        raise Unauthorized("log in or send an API token (Authorization: Bearer …)")
+        raise Unauthorized(_("log in or send an API token (Authorization: Bearer …)"))
     if g.auth == "session" and request.method in MUTATING:
         from ravada.front import csrf
 
@@ -47,13 +48,13 @@ def body() -> dict[str, Any]:
         return {}
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
-        raise BadInput("the request body must be a JSON object")
+        raise BadInput(_("the request body must be a JSON object"))
     return data
 
 
 def require_admin() -> None:
     if not web.current().is_admin:
-        raise Forbidden("administrators only")
+        raise Forbidden(_("administrators only"))
 
 
 def wait_arg(default: float = 0.0) -> float:

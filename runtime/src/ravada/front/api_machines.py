@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, jsonify, send_file
+from flask_babel import gettext as _
 
 from ravada import queue
 from ravada.front import consoles, displays, machines, policies, validate, web
@@ -91,7 +92,8 @@ def machine_vv(machine_id: int) -> Any:
             with open(fs.config.display.spice_ca_file, encoding="ascii") as f:
                 ca_pem = f.read()
         except OSError as exc:
-            raise Unavailable(f"SPICE TLS is on but its CA is unreadable: {exc.strerror}") from None
+            raise Unavailable(_("SPICE TLS is on but its CA is unreadable: %(strerror)s",
+                                strerror=exc.strerror)) from None
     text = render_vv(info, m.name, tls=tls, ca_pem=ca_pem,
                      host_subject=fs.config.display.spice_host_subject or None)
     resp = Response(text, mimetype="application/x-virt-viewer")

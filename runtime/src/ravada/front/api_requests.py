@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import jsonify, request
+from flask_babel import gettext as _
 
 from ravada import queue
 from ravada.front import machines, validate, web
@@ -17,7 +18,7 @@ from ravada.front.state import front
 def requests_list() -> Any:
     status = request.args.get("status") or None
     if status is not None and status not in (queue.REQUESTED, queue.WORKING) + queue.FINAL:
-        raise BadInput("status: one of requested, working, done, failed")
+        raise BadInput(_("status: one of requested, working, done, failed"))
     command = request.args.get("command") or None
     if command is not None:
         command = validate.text(command, "command", max_len=32)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import g, jsonify
+from flask_babel import gettext as _
 from flask_wtf.csrf import generate_csrf
 
 from ravada.front import accounts, totp, web
@@ -66,7 +67,7 @@ def tokens_create() -> Any:
     if "password" in data:
         v = totp.api_login(front(), data, web.client_ip())
         if totp.must_enrol(front(), v):  # a token is made after a full login only
-            raise Forbidden("set up two-factor login first (log in with POST /api/v1/session)",
+            raise Forbidden(_("set up two-factor login first (log in with POST /api/v1/session)"),
                             extra={"reason": "totp_enrolment_required"})
     elif web.viewer() is not None:
         v = web.current()
@@ -75,7 +76,7 @@ def tokens_create() -> Any:
 
             csrf.protect()
     else:
-        raise Unauthorized("log in, or send {\"name\", \"password\"} to get a token")
+        raise Unauthorized(_("log in, or send {\"name\", \"password\"} to get a token"))
     token = accounts.create_token(front(), v, data.get("label"))
     return jsonify(token), 201
 
