@@ -79,8 +79,10 @@ SCRIPT_TEXTS = (
 
 
 def script_texts() -> dict[str, str]:
-    """SCRIPT_TEXTS in this request's language, for base.html's JSON block."""
-    return {text: _(text) for text in SCRIPT_TEXTS}
+    """SCRIPT_TEXTS in this request's language, for base.html's JSON block: only those
+    that differ from the scripts' own (English) words."""
+    said = {text: _(text) for text in SCRIPT_TEXTS}
+    return {text: there for text, there in said.items() if there != text}
 
 
 def state_label(code: Any) -> str:
