@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import render_template, request
+from flask_babel import gettext as _
 
 from ravada.front import nodes as service
 from ravada.front import web
 from ravada.front.admin import bp
-from ravada.front.errors import FrontError
+from ravada.front.i18n import state_label
 from ravada.front.state import front
 
 
@@ -25,10 +26,10 @@ def nodes_page() -> Any:
 @bp.post("/nodes/<id:node_id>")
 @web.admin_required
 def node_post(node_id: int) -> Any:
-    try:
+    def run() -> dict[str, Any]:
         change = service.form_change(request.form.get("op", ""))
-        node = service.update_node(front(), web.current(), node_id, change)
-        flash(f"Node {node['name']}: {node['state']}.", "ok")
-    except FrontError as exc:
-        flash(exc.detail, "error")
-    return redirect(url_for("admin.nodes_page"))
+        return service.update_node(front(), web.current(), node_id, change)
+
+    return web.form_post(run, lambda node: _("Node %(name)s: %(state)s.", name=node["name"],
+                                             state=state_label(node["state"])),
+                         "admin.nodes_page")

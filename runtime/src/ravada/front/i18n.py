@@ -45,6 +45,8 @@ STATES = {
     "working": lazy_gettext("working"), "done": lazy_gettext("done"),
     "uploading": lazy_gettext("uploading"), "downloading": lazy_gettext("downloading"),
     "verifying": lazy_gettext("verifying"), "ready": lazy_gettext("ready"),
+    "up": lazy_gettext("up"), "down": lazy_gettext("down"), "disabled": lazy_gettext("disabled"),
+    "draining": lazy_gettext("draining"),
 }
 ACTIONS = {
     "start": lazy_gettext("Start"), "shutdown": lazy_gettext("Shut down"),

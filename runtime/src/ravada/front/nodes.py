@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask_babel import gettext as _
 from sqlalchemy import func, select
 
 from ravada import placement
@@ -43,7 +44,7 @@ def _json(node: Node, desktops: dict[int, int], bases: dict[int, int], now: Any)
 
 def _need_admin(viewer: Viewer) -> None:
     if not viewer.is_admin:
-        raise Forbidden("administrators only")
+        raise Forbidden(_("administrators only"))
 
 
 def list_nodes(fs: FrontState, viewer: Viewer) -> list[dict[str, Any]]:
@@ -63,7 +64,7 @@ def get_node(fs: FrontState, viewer: Viewer, node_id: int) -> dict[str, Any]:
     for node in list_nodes(fs, viewer):
         if node["id"] == node_id:
             return node
-    raise NotFound(f"no node {node_id}")
+    raise NotFound(_("no node %(node_id)s", node_id=node_id))
 
 
 def update_node(fs: FrontState, viewer: Viewer, node_id: int,
@@ -71,16 +72,18 @@ def update_node(fs: FrontState, viewer: Viewer, node_id: int,
     """Set ``enabled`` and/or ``draining`` (booleans); anything else is a 400 naming it."""
     _need_admin(viewer)
     if not data:
-        raise BadInput(f"nothing to change: send {' and/or '.join(EDITABLE)}")
+        raise BadInput(_("nothing to change: send %(value)s", value=' and/or '.join(EDITABLE)))
     for key, value in data.items():
         if key not in EDITABLE:
-            raise BadInput(f"{key}: unknown field (editable: {', '.join(EDITABLE)})")
+            raise BadInput(_("%(key)s: unknown field (editable: %(value)s)",
+                             key=key, value=', '.join(EDITABLE)))
         if not isinstance(value, bool):
-            raise BadInput(f"{key}: expected true or false, got {value!r}")
+            raise BadInput(_("%(key)s: expected true or false, got %(value)s",
+                             key=key, value=repr(value)))
     with write_session(fs.db) as s:
         node = s.get(Node, node_id)
         if node is None:
-            raise NotFound(f"no node {node_id}")
+            raise NotFound(_("no node %(node_id)s", node_id=node_id))
         for key, value in data.items():
             setattr(node, key, value)
     return get_node(fs, viewer, node_id)
@@ -91,5 +94,6 @@ def form_change(op: str) -> dict[str, bool]:
     changes = {"enable": {"enabled": True}, "disable": {"enabled": False},
                "drain": {"draining": True}, "undrain": {"draining": False}}
     if op not in changes:
-        raise BadInput(f"op: unknown operation {op!r} (enable, disable, drain, undrain)")
+        raise BadInput(_("op: unknown operation %(op)s (enable, disable, drain, undrain)",
+                         op=repr(op)))
     return changes[op]
