@@ -117,7 +117,10 @@ def load_viewer() -> None:
         g.session_expired = True
         return
     g.auth = "session"
-    if now - seen >= 5:
+    # A live list's long-poll is not the user's activity, and its answer must never carry a
+    # session cookie: it may end after a form POST of the same page and would overwrite the
+    # cookie holding that POST's flash message with the older session it started with.
+    if now - seen >= 5 and not request.path.startswith("/live/"):
         session["seen"] = now
 
 
