@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from typing import IO, Any
 
+from flask_babel import gettext as _
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -89,13 +90,13 @@ def get(fs: FrontState, iso_id: int) -> dict[str, Any]:
     with fs.db.sessionmaker() as s:
         row = s.get(Iso, iso_id)
         if row is None:
-            raise NotFound(f"no ISO {iso_id}")
+            raise NotFound(_("no ISO %(iso_id)s", iso_id=iso_id))
         return iso_json(row, _users(s).get(row.name, []))
 
 
 def _name(value: Any) -> str:
     if (err := isofmt.name_error(value)) is not None:
-        raise Invalid(f"name: {err}")
+        raise Invalid(_("name: %(err)s", err=err))
     return str(value)
 
 
@@ -103,15 +104,15 @@ def _sha(value: Any, required: bool) -> str | None:
     if value in (None, "") and not required:
         return None
     if (err := isofmt.sha256_error(value)) is not None:
-        raise Invalid(f"sha256: {err}")
+        raise Invalid(_("sha256: %(err)s", err=err))
     return str(value).strip().lower()
 
 
 def _free_name(fs: FrontState, s: Session, name: str) -> None:
     if s.scalar(select(Iso.id).where(Iso.name == name)) is not None:
-        raise Conflict(f"an ISO named {name!r} already exists")
+        raise Conflict(_("an ISO named %(name)s already exists", name=repr(name)))
     if os.path.lexists(os.path.join(fs.config.front.iso_dir, name)):
-        raise Conflict(f"a file named {name!r} is already in the ISO directory")
+        raise Conflict(_("a file named %(name)s is already in the ISO directory", name=repr(name)))
 
 
 def _add(s: Session, row: Iso) -> None:
@@ -120,7 +121,7 @@ def _add(s: Session, row: Iso) -> None:
     try:
         s.flush()
     except IntegrityError:
-        raise Conflict(f"an ISO named {row.name!r} already exists") from None
+        raise Conflict(_("an ISO named %(name)s already exists", name=repr(row.name))) from None
 
 
 def _announce(fs: FrontState) -> None:
@@ -134,7 +135,8 @@ def _staging_fd(fs: FrontState) -> int:
     try:
         return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
-        raise Unavailable(f"the upload directory {path} is not usable: {exc.strerror}") from None
+        raise Unavailable(_("the upload directory %(path)s is not usable: %(strerror)s",
+                            path=path, strerror=exc.strerror)) from None
 
 
 def start_upload(fs: FrontState, viewer: Viewer, data: dict[str, Any]) -> dict[str, Any]:
@@ -143,7 +145,7 @@ def start_upload(fs: FrontState, viewer: Viewer, data: dict[str, Any]) -> dict[s
     size = data.get("size")
     limit = fs.config.front.iso_max_bytes
     if isinstance(size, bool) or not isinstance(size, int) or not 0 < size <= limit:
-        raise Invalid(f"size: an integer from 1 to {limit} (front.iso_max_bytes)")
+        raise Invalid(_("size: an integer from 1 to %(limit)s (front.iso_max_bytes)", limit=limit))
     sha = _sha(data.get("sha256"), required=False)
     with write_session(fs.db) as s:
         row = s.scalar(select(Iso).where(Iso.name == name))
@@ -172,27 +174,30 @@ def put_chunk(fs: FrontState, viewer: Viewer, iso_id: int, offset: Any, length: 
     """Write the next chunk of an upload at ``offset``; 409 with ``received`` otherwise."""
     chunk = fs.config.front.max_request_bytes
     if length is None:
-        raise BadInput("a chunk needs a Content-Length header")
+        raise BadInput(_("a chunk needs a Content-Length header"))
     if length > chunk:
-        raise TooLarge(f"a chunk is at most {chunk} bytes (front.max_request_bytes)")
+        raise TooLarge(_("a chunk is at most %(chunk)s bytes (front.max_request_bytes)",
+                         chunk=chunk))
     try:
         at = int(offset)
     except (TypeError, ValueError):
-        raise BadInput("offset: the byte offset of the chunk, an integer") from None
+        raise BadInput(_("offset: the byte offset of the chunk, an integer")) from None
     with fs.db.sessionmaker() as s:
         row = s.get(Iso, iso_id)
         if row is None or row.source != "upload":
-            raise NotFound(f"no upload {iso_id}")
+            raise NotFound(_("no upload %(iso_id)s", iso_id=iso_id))
         if row.state != "uploading":
-            raise Conflict(f"upload {iso_id} is {row.state}, not uploading",
+            raise Conflict(_("upload %(iso_id)s is %(state)s, not uploading",
+                             iso_id=iso_id, state=row.state),
                            extra={"state": row.state})
         size, received = row.size, row.received
     if at != received:
-        raise Conflict(f"the next chunk starts at byte {received}, not {at}",
+        raise Conflict(_("the next chunk starts at byte %(received)s, not %(at)s",
+                         received=received, at=at),
                        extra={"received": received})
     if length == 0 or at + length > size:
-        raise BadInput(f"a chunk of 1 to {min(chunk, size - at)} bytes at {at} "
-                       f"(the file has {size})")
+        raise BadInput(_("a chunk of 1 to %(value)s bytes at %(at)s (the file has %(size)s)",
+                         value=min(chunk, size - at), at=at, size=size))
     _write_at(fs, iso_id, at, length, body)
     with write_session(fs.db) as s:
         done = s.execute(update(Iso).where(Iso.id == iso_id, Iso.state == "uploading",
@@ -200,7 +205,8 @@ def put_chunk(fs: FrontState, viewer: Viewer, iso_id: int, offset: Any, length: 
                          .values(received=at + length)).rowcount
         if done != 1:
             now = s.scalar(select(Iso.received).where(Iso.id == iso_id))
-            raise Conflict(f"another chunk was written at byte {at}", extra={"received": now})
+            raise Conflict(_("another chunk was written at byte %(at)s",
+                             at=at), extra={"received": now})
         complete = at + length == size
         if complete:
             s.execute(update(Iso).where(Iso.id == iso_id).values(state="verifying"))
@@ -218,8 +224,8 @@ def _write_at(fs: FrontState, iso_id: int, at: int, length: int, body: IO[bytes]
         fd = os.open(f"{iso_id}.part", os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
                      dir_fd=dir_fd)
     except OSError as exc:
-        raise Conflict(f"upload {iso_id}: its staged file is gone ({exc.strerror}); "
-                       "delete it and upload again") from None
+        raise Conflict(_("upload %(iso_id)s: its staged file is gone (%(strerror)s); delete it "
+                         "and upload again", iso_id=iso_id, strerror=exc.strerror)) from None
     finally:
         os.close(dir_fd)
     try:
@@ -227,7 +233,8 @@ def _write_at(fs: FrontState, iso_id: int, at: int, length: int, body: IO[bytes]
         while done < length:
             block = body.read(min(COPY, length - done))
             if not block:
-                raise BadInput(f"the body ended after {done} of {length} bytes")
+                raise BadInput(_("the body ended after %(done)s of %(length)s bytes",
+                                 done=done, length=length))
             os.pwrite(fd, block, at + done)
             done += len(block)
     finally:
@@ -239,7 +246,7 @@ def register_url(fs: FrontState, viewer: Viewer, data: dict[str, Any]) -> dict[s
     name = _name(data.get("name"))
     url = data.get("url")
     if (err := isofmt.url_error(url)) is not None:
-        raise Invalid(f"url: {err}")
+        raise Invalid(_("url: %(err)s", err=err))
     sha = _sha(data.get("sha256"), required=True)
     with write_session(fs.db) as s:
         _free_name(fs, s, name)
@@ -258,14 +265,15 @@ def delete(fs: FrontState, viewer: Viewer, iso_id: int) -> int:
     with write_session(fs.db) as s:
         row = s.get(Iso, iso_id)
         if row is None:
-            raise NotFound(f"no ISO {iso_id}")
+            raise NotFound(_("no ISO %(iso_id)s", iso_id=iso_id))
         users = _users(s).get(row.name, [])
         if users:
-            raise Conflict(f"{row.name} is used by {', '.join(u['name'] for u in users)}: "
-                           "change their ISO or remove them first",
+            raise Conflict(_("%(name)s is used by %(value)s: change their ISO or remove them "
+                             "first", name=row.name, value=', '.join(u['name'] for u in users)),
                            extra={"machines": users})
         if row.state in IN_TRANSFER:
-            raise Conflict(f"{row.name} is {row.state}: wait until it is ready or failed")
+            raise Conflict(_("%(name)s is %(state)s: wait until it is ready or failed",
+                             name=row.name, state=row.state))
         req = queue.enqueue(s, "iso_remove", {"iso_id": iso_id}, user_id=viewer.id)
         rid = req.id
     queue.notify(fs.config.queue.socket)
