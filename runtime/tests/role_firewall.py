@@ -22,12 +22,20 @@ def render(name: str, **variables: Any) -> str:
 
 
 def apply_role(ns: NetNS, tmp: Path, admin_workstations: tuple[str, ...] = (),
-               port_min: int = 5900, port_max: int = 7000, ipv6: bool = True) -> None:
-    """Write the role's rules and script under ``tmp`` and run the script inside ``ns``."""
+               port_min: int = 5900, port_max: int = 7000, ipv6: bool = True, *,
+               display_proxies: tuple[str, ...] = (), cluster_ports: tuple[int, ...] = (),
+               cluster_sources: tuple[str, ...] = ()) -> None:
+    """Write the role's rules and script under ``tmp`` and run the script inside ``ns``.
+
+    The defaults are a single host's (no hypervisor nodes): no proxy, no cluster port.
+    """
     variables: dict[str, Any] = {
         "ansible_managed": "test", "firewall_static_chain": "RAVADA-STATIC",
         "firewall_dynamic_chain": "RAVADA", "firewall_allow_loopback": True,
         "firewall_admin_workstations": list(admin_workstations), "firewall_ipv6": ipv6,
+        "firewall_display_proxies": list(display_proxies),
+        "firewall_cluster_ports": list(cluster_ports),
+        "firewall_cluster_sources": list(cluster_sources),
         "__firewall_port_range": f"{port_min}:{port_max}",
         "__firewall_rules_path": str(tmp / "firewall.rules"),
         "__firewall_rules6_path": str(tmp / "firewall6.rules"),

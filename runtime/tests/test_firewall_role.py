@@ -107,3 +107,27 @@ def test_a_live_session_survives_the_end_of_its_opening(
         assert _talks(client, conn), "the open session froze when its opening ended"
         assert not can_connect(client_netns, viewer, server, PORT)  # but no new connection
         assert can_connect(client_netns, newer, server, PORT)
+
+
+def test_nodes_rules_admit_the_broker_and_cluster_members_only(
+        netns: NetNS, client_netns: NetNS, tmp_path: Path) -> None:
+    """On a node: the broker's console proxy reaches display ports without an opening, and
+    only cluster members reach the cluster ports (libvirt TLS, MariaDB on the broker)."""
+    veth_link(netns, SERVER4, client_netns, [VIEWER4, STRANGER4])
+    apply_role(netns, tmp_path, ipv6=False, display_proxies=(VIEWER4,),
+               cluster_ports=(16514,), cluster_sources=(VIEWER4,))
+    Firewall(command_prefix=netns.prefix).ensure_chain()
+    listeners = []
+    for port in (PORT, 16514):
+        sock = netns.socket(socket.AF_INET)
+        sock.bind((SERVER4, port))
+        sock.listen(4)
+        listeners.append(sock)
+    try:
+        assert can_connect(client_netns, VIEWER4, SERVER4, PORT)  # the broker, no opening
+        assert not can_connect(client_netns, STRANGER4, SERVER4, PORT)
+        assert can_connect(client_netns, VIEWER4, SERVER4, 16514)
+        assert not can_connect(client_netns, STRANGER4, SERVER4, 16514)
+    finally:
+        for sock in listeners:
+            sock.close()
