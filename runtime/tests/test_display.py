@@ -99,6 +99,11 @@ def test_connection_info_matches_contract() -> None:
     # SPICE-TLS with defaultMode='secure': libvirt gives the domain no plain port
     secure = connection_info("m", {**DISPLAY, "spice": None}, "h", "p" * 20, EXPIRES)
     assert secure["spice"] == {"port": None, "tls_port": 5901}
+    # a node's backend names its own SPICE-TLS certificate for the .vv
+    node = connection_info("m", DISPLAY, "h", "p" * 20, EXPIRES, "CN=node1.example.org")
+    assert node["spice"]["host_subject"] == "CN=node1.example.org"
+    with pytest.raises(ValueError, match="host_subject"):
+        connection_info("m", DISPLAY, "h", "p" * 20, EXPIRES, "CN=x\nport=1")
 
 
 @pytest.mark.parametrize("display, match", [

@@ -164,6 +164,7 @@ def test_display_when_backend_fails_or_is_slow(world: World) -> None:
 
 def test_vv_file_spice_and_spice_tls(world: World, tmp_path: Path) -> None:
     w = world
+    w.backend.spice_subject = "CN=node1.example.org"  # the machine's node (see below)
     alice = w.client("alice")
     r = alice.post(f"/api/v1/machines/{w.alice_vm}/display.vv", headers=_h(alice))
     assert r.status_code == 200 and r.mimetype == "application/x-virt-viewer"
@@ -174,11 +175,15 @@ def test_vv_file_spice_and_spice_tls(world: World, tmp_path: Path) -> None:
     ca.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
     w.config.display.spice_tls = True
     w.config.display.spice_ca_file = str(ca)
+    # The certificate subject is the one of the node the machine runs on (its backend puts
+    # it in the display info), not the front host's.
+    w.config.display.spice_host_subject = "CN=broker.example.org"
     # the page's form: a plain POST with the CSRF token in the body
     text = alice.post(f"/api/v1/machines/{w.alice_vm}/display.vv",
                       data={"csrf_token": csrf_of(alice)}).get_data(as_text=True)
     assert "tls-port=5991" in text and "ca=-----BEGIN" in text
     assert "secure-channels=all" in text and "\nport=" not in text
+    assert "host-subject=CN=node1.example.org" in text and "broker" not in text
     assert "SPICE-TLS" in alice.get(f"/machine/{w.alice_vm}").get_data(as_text=True)
     w.config.display.spice_ca_file = str(tmp_path / "missing.pem")
     r = alice.post(f"/api/v1/machines/{w.alice_vm}/display.vv", headers=_h(alice))

@@ -52,6 +52,7 @@ class StubBackend:
         self.paused = threading.Event()  # set: leave requests pending
         self.fail: dict[str, str] = {}  # command -> error text
         self.vnc_port = 5902
+        self.spice_subject: str | None = None  # what a node's backend puts in the info
         self._stop = threading.Event()
         self.waker = queue.Waker(cfg.queue.socket)
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -90,10 +91,12 @@ class StubBackend:
 
     def _info(self, m: Machine) -> dict[str, Any]:
         expires = datetime.now(UTC) + timedelta(seconds=self.cfg.display.password_lifetime)
+        spice = {"port": m.display["spice"], "tls_port": m.display.get("spice_tls")}
+        if self.spice_subject:
+            spice["host_subject"] = self.spice_subject
         return {"host": "127.0.0.1", "password": "Pw" + "x" * 18,
                 "expires": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "spice": {"port": m.display["spice"], "tls_port": m.display.get("spice_tls")},
-                "vnc": {"port": m.display["vnc"]}, "machine": m.name}
+                "spice": spice, "vnc": {"port": m.display["vnc"]}, "machine": m.name}
 
     def _run_machine(self, m: Machine) -> None:
         m.state = "running"

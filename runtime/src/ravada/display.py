@@ -61,11 +61,13 @@ VNC_PASSWORD_LENGTH = 8
 
 
 def connection_info(machine_name: str, display: dict[str, Any], host: str, password: str,
-                    expires: datetime) -> dict[str, Any]:
+                    expires: datetime, host_subject: str | None = None) -> dict[str, Any]:
     """The display info of the runtime contract for ``display`` (``Machine.display``).
 
     ``display`` is ``{"listen": ip, "spice": port, "spice_tls": port|None, "vnc": port}``;
     ``host`` is what clients connect to (``display.public_host`` or the listen address).
+    ``host_subject``: the SPICE-TLS certificate subject of the host the machine runs on
+    (each hypervisor node has its own certificate, so the ``.vv`` must name that one).
     """
     if not isinstance(display, dict):
         raise ValueError("display must be a dict with listen/spice/spice_tls/vnc")
@@ -74,7 +76,7 @@ def connection_info(machine_name: str, display: dict[str, Any], host: str, passw
         raise ValueError(f"display is missing {', '.join(missing)}")
     for what, value in (("machine name", machine_name), ("host", host), ("password", password)):
         _check_value(what, value)
-    return {
+    info: dict[str, Any] = {
         "host": host,
         "password": password,
         "expires": format_expires(expires),
@@ -89,6 +91,9 @@ def connection_info(machine_name: str, display: dict[str, Any], host: str, passw
                 "password": password[:VNC_PASSWORD_LENGTH]},
         "machine": machine_name,
     }
+    if host_subject:
+        info["spice"]["host_subject"] = _check_value("host_subject", host_subject)
+    return info
 
 
 def _check_value(what: str, value: Any) -> str:

@@ -172,7 +172,9 @@ def open_access(ctx: Context, machine: Machine, disp: dict[str, Any], client_ip:
         raise RequestError(f"machine {machine.name!r} has no display ports")
     viewers = None if console else access.allow(ctx, machine, ports, client_ip, user_id,
                                                 fresh=fresh)
-    info = rdisplay.connection_info(machine.name, disp, ctx.public_host, password, expires)
+    shown = ctx.config.display
+    info = rdisplay.connection_info(machine.name, disp, ctx.public_host, password, expires,
+                                    shown.spice_host_subject if shown.spice_tls else None)
     with ctx.db.session() as s:
         if viewers is not None:
             access.write_rows(s, machine.id, ports, viewers, fresh=fresh)

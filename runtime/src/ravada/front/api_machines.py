@@ -94,8 +94,10 @@ def machine_vv(machine_id: int) -> Any:
         except OSError as exc:
             raise Unavailable(_("SPICE TLS is on but its CA is unreadable: %(strerror)s",
                                 strerror=exc.strerror)) from None
-    text = render_vv(info, m.name, tls=tls, ca_pem=ca_pem,
-                     host_subject=fs.config.display.spice_host_subject or None)
+    # The subject of the node the machine runs on (its backend says), else this host's.
+    subject = ((info.get("spice") or {}).get("host_subject")
+               or fs.config.display.spice_host_subject or None)
+    text = render_vv(info, m.name, tls=tls, ca_pem=ca_pem, host_subject=subject)
     resp = Response(text, mimetype="application/x-virt-viewer")
     resp.headers["Content-Disposition"] = f'attachment; filename="{m.name}.vv"'
     return web.no_store(resp)

@@ -251,7 +251,9 @@ SCHEMAS: dict[str, Any] = {
         ["host", "password", "expires", "spice", "vnc"], host=_str, password=_str,
         expires=_str, machine=_str,
         # port is null with SPICE-TLS (secure mode: no plain port), tls_port without TLS
-        spice=_object(["port", "tls_port"], port=_port_or_null, tls_port=_port_or_null),
+        # host_subject: the SPICE-TLS certificate subject of the machine's node
+        spice=_object(["port", "tls_port"], port=_port_or_null, tls_port=_port_or_null,
+                      host_subject=_str),
         vnc=_object(["port"], port=_int, password=_str)),
     "ConsoleTicket": _object(
         ["token", "ws_url", "password", "expires", "machine"], token=_str, ws_url=_str,
