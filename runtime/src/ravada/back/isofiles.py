@@ -125,6 +125,17 @@ def read_blocks(fd: int, stop: Callable[[], bool],
         yield block
 
 
+def digest_fd(fd: int, stop: Callable[[], bool]) -> tuple[str, int, bytes]:
+    """Read ``fd`` to its end: (sha256 hex, size, the head :func:`verify_head` checks)."""
+    digest, size, head = hashlib.sha256(), 0, bytearray()
+    for block in read_blocks(fd, stop):
+        if len(head) < isofmt.HEAD_BYTES:
+            head += block[:isofmt.HEAD_BYTES - len(head)]
+        digest.update(block)
+        size += len(block)
+    return digest.hexdigest(), size, bytes(head)
+
+
 def open_staged(staging_dir: str, iso_id: int, size: int) -> int:
     """The staged upload of row ``iso_id``, opened without following links, a regular file
     of exactly ``size`` bytes (the web account writes this directory)."""
@@ -200,17 +211,11 @@ def verify_part(iso_dir: str, iso_id: int, name: str, *, expected_sha256: str | 
         raise RequestError(f"bad ISO name {name!r}: {err}")
     fd = open_part(iso_dir, iso_id)
     try:
-        digest, size, head = hashlib.sha256(), 0, bytearray()
-        for block in read_blocks(fd, stop):
-            if len(head) < isofmt.HEAD_BYTES:
-                head += block[:isofmt.HEAD_BYTES - len(head)]
-            digest.update(block)
-            size += len(block)
+        sha, size, head = digest_fd(fd, stop)
     finally:
         os.close(fd)
     try:
-        kind = verify_head(bytes(head))
-        sha = digest.hexdigest()
+        kind = verify_head(head)
         if expected_sha256 and sha != expected_sha256:
             raise RequestError(f"SHA-256 mismatch: expected {expected_sha256}, got {sha}")
         dir_fd = open_dir(iso_dir, trusted=True)

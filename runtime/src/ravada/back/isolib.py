@@ -156,7 +156,6 @@ def _fail(ctx: Context, row: Iso, error: str) -> None:
 
 def _verify_in_place(iso_dir: str, name: str, stop: Callable[[], bool]) -> isofiles.Verified:
     """Checksum and descriptor of a file an operator put into the ISO directory."""
-    import hashlib
 
     dir_fd = isofiles.open_dir(iso_dir, trusted=True)
     try:
@@ -166,15 +165,10 @@ def _verify_in_place(iso_dir: str, name: str, stop: Callable[[], bool]) -> isofi
     finally:
         os.close(dir_fd)
     try:
-        digest, size, head = hashlib.sha256(), 0, bytearray()
-        for block in isofiles.read_blocks(fd, stop):
-            if len(head) < isofmt.HEAD_BYTES:
-                head += block[:isofmt.HEAD_BYTES - len(head)]
-            digest.update(block)
-            size += len(block)
+        sha, size, head = isofiles.digest_fd(fd, stop)
     finally:
         os.close(fd)
-    return isofiles.Verified(size, digest.hexdigest(), isofiles.verify_head(bytes(head)))
+    return isofiles.Verified(size, sha, isofiles.verify_head(head))
 
 
 def _start(ctx: Context, iso_id: int) -> None:
